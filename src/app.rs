@@ -1,0 +1,75 @@
+//! What every entry point does with a loaded config: open the store and bring the plans of the
+//! config into it. Shared by the CLI commands and the daemon.
+
+use std::time::Duration;
+
+use crate::clock::{Clock, TimePolicy};
+use crate::config::Config;
+use crate::engine::command::{PlanArgs, PlanIdArg};
+use crate::engine::{Command, Engine, OsEntropy, Settings};
+use crate::store::{ApplyError, OpenOptions, Store, StoreError};
+
+pub fn open_options(config: &Config, check: bool) -> OpenOptions {
+    OpenOptions {
+        busy_timeout: Duration::from_millis(config.store.busy_timeout.ms().max(0) as u64),
+        check,
+        policy: TimePolicy::new(config.enforcement.max_offline_charge.ms()),
+    }
+}
+
+pub fn engine(config: &Config) -> Engine {
+    Engine::new(Settings::from_config(config))
+}
+
+/// Opens the store and makes its plans match `[[plans]]` (config-owned plans only: plans pushed
+/// by the cloud or added by the CLI are left alone).
+pub fn open_store(config: &Config, clock: &dyn Clock, check: bool) -> Result<Store, ApplyError> {
+    let mut store = Store::open(&config.store.path, &open_options(config, check))?;
+    store.set_job_max_attempts(config.enforcement.job_max_attempts)?;
+    sync_config_plans(&mut store, config, clock)?;
+    Ok(store)
+}
+
+pub fn sync_config_plans(
+    store: &mut Store,
+    config: &Config,
+    clock: &dyn Clock,
+) -> Result<(), ApplyError> {
+    let engine = engine(config);
+    let site = config.site_id().to_string();
+    let wanted = config.plans();
+    for p in &wanted {
+        let cmd = Command::PlansUpsert(PlanArgs {
+            id: p.id.to_string(),
+            name: p.name.clone(),
+            price: p.price,
+            currency: p.currency.as_str().to_string(),
+            time: p.time.to_string(),
+            validity: Some(p.validity.as_str().to_string()),
+            data: p.data.map(|d| format!("{}B", d.0)),
+            rate_limit: p.rate_limit.clone(),
+            devices: Some(p.devices),
+            source: Some("config".into()),
+        });
+        store.apply(&engine, clock, &mut OsEntropy, &site, "config", None, &cmd)?;
+    }
+    let stale: Vec<String> = {
+        let mut stmt = store
+            .conn()
+            .prepare("SELECT id FROM plans WHERE source = 'config' AND active = 1")
+            .map_err(StoreError::from)?;
+        let ids = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(StoreError::from)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(StoreError::from)?;
+        ids.into_iter()
+            .filter(|id| !wanted.iter().any(|p| p.id.as_str() == id))
+            .collect()
+    };
+    for id in stale {
+        let cmd = Command::PlansRemove(PlanIdArg { id });
+        store.apply(&engine, clock, &mut OsEntropy, &site, "config", None, &cmd)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,353 @@
+//! Time, for a router that may have no real-time clock.
+//!
+//! Paid time is measured on the **timeline**: a millisecond count that only moves forward, at the
+//! rate of the kernel's boot clock (CLOCK_BOOTTIME, shared by every process on the device), and is
+//! persisted in the database so it survives restarts. Wall-clock steps (1970 -> now when NTP
+//! syncs, -1 h, +2 h) do not move it. Across a reboot the downtime is charged to the timeline only
+//! when it can be measured with a trusted wall clock, possibly later, once NTP has synced
+//! (the *catch-up*). docs/time.md is the full policy; `TimePolicy::observe` is all of it in code.
+
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+/// One look at the clocks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reading {
+    /// Changes at every boot of the device (Linux: /proc/sys/kernel/random/boot_id).
+    pub boot_id: String,
+    /// Milliseconds since boot; never jumps.
+    pub boot_ms: i64,
+    /// Wall-clock milliseconds since the Unix epoch; may be anything.
+    pub wall_ms: i64,
+}
+
+pub trait Clock: Send + Sync {
+    fn read(&self) -> Reading;
+}
+
+/// The device's clocks.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn read(&self) -> Reading {
+        let ts = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+        let boot_ms = ts.tv_sec * 1000 + i64::from(ts.tv_nsec as i32 / 1_000_000);
+        let wall_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        Reading {
+            boot_id: boot_id(),
+            boot_ms,
+            wall_ms,
+        }
+    }
+}
+
+fn boot_id() -> String {
+    static BOOT_ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BOOT_ID
+        .get_or_init(|| {
+            std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|_| "no-boot-id".to_string())
+        })
+        .clone()
+}
+
+/// A clock for tests: boot time and wall time are set by hand, separately.
+#[derive(Debug, Clone)]
+pub struct FakeClock(Arc<Mutex<Reading>>);
+
+impl FakeClock {
+    pub fn new(wall_ms: i64) -> Self {
+        FakeClock(Arc::new(Mutex::new(Reading {
+            boot_id: "boot-1".into(),
+            boot_ms: 10_000,
+            wall_ms,
+        })))
+    }
+    fn with<R>(&self, f: impl FnOnce(&mut Reading) -> R) -> R {
+        f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+    /// Real time passes: both clocks move.
+    pub fn advance(&self, ms: i64) {
+        self.with(|r| {
+            r.boot_ms += ms;
+            r.wall_ms += ms;
+        })
+    }
+    /// The wall clock is stepped (NTP sync, an operator); boot time does not move.
+    pub fn set_wall(&self, wall_ms: i64) {
+        self.with(|r| r.wall_ms = wall_ms)
+    }
+    /// The device reboots after `down_ms` of real time and comes up with wall clock `wall_ms`.
+    pub fn reboot(&self, down_ms: i64, wall_ms: i64) {
+        let _ = down_ms;
+        self.with(|r| {
+            let n: u32 = r.boot_id.trim_start_matches("boot-").parse().unwrap_or(1);
+            r.boot_id = format!("boot-{}", n + 1);
+            r.boot_ms = 5_000;
+            r.wall_ms = wall_ms;
+        })
+    }
+}
+
+impl Clock for FakeClock {
+    fn read(&self) -> Reading {
+        self.with(|r| r.clone())
+    }
+}
+
+/// The instant the engine decides at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Now {
+    /// Position on the timeline (ms); what grants are measured on.
+    pub timeline_ms: i64,
+    /// Wall clock (ms since epoch), reported with events.
+    pub wall_ms: i64,
+    /// Whether `wall_ms` can be believed (see [`TimePolicy::trusted`]).
+    pub trusted: bool,
+}
+
+impl Now {
+    /// Best estimate of the wall time at a timeline position.
+    pub fn wall_at(&self, timeline_ms: i64) -> i64 {
+        self.wall_ms + (timeline_ms - self.timeline_ms)
+    }
+}
+
+/// What is persisted between runs (the `clock` row of the `meta` table).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ClockState {
+    pub boot_id: String,
+    /// timeline = anchor_timeline_ms + (boot_ms - anchor_boot_ms) during boot `boot_id`.
+    pub anchor_boot_ms: i64,
+    pub anchor_timeline_ms: i64,
+    /// The last checkpoint: the wall and timeline positions at one moment.
+    pub ckpt_wall_ms: i64,
+    pub ckpt_timeline_ms: i64,
+    pub ckpt_trusted: bool,
+    /// Highest trusted wall time seen: a wall clock behind it is not trusted.
+    pub hwm_wall_ms: i64,
+    /// A trusted (wall, timeline) pair from before a reboot whose downtime is not yet charged,
+    /// waiting for the wall clock to be trusted again.
+    pub catchup_from: Option<(i64, i64)>,
+}
+
+/// The rules. `build_ms` is the build time of the binary: a wall clock before it is wrong.
+#[derive(Debug, Clone, Copy)]
+pub struct TimePolicy {
+    pub build_ms: i64,
+    pub max_offline_charge_ms: i64,
+}
+
+/// Seconds since the epoch when this binary was built (build.rs), as a floor for the wall clock.
+pub const BUILD_UNIX_SECS: i64 = match i64::from_str_radix(env!("HOTSPOT_EDGE_BUILD_UNIX"), 10) {
+    Ok(v) => v,
+    Err(_) => 0,
+};
+
+impl TimePolicy {
+    pub fn new(max_offline_charge_ms: i64) -> Self {
+        TimePolicy {
+            build_ms: BUILD_UNIX_SECS * 1000,
+            max_offline_charge_ms,
+        }
+    }
+
+    pub fn trusted(&self, wall_ms: i64, hwm_wall_ms: i64) -> bool {
+        wall_ms >= self.build_ms && wall_ms >= hwm_wall_ms
+    }
+
+    /// Brings the persisted state up to date with a reading. Returns the instant and whether the
+    /// state changed in a way that must be saved (a new boot, a catch-up applied).
+    pub fn observe(&self, state: Option<ClockState>, r: &Reading) -> (Now, ClockState, bool) {
+        let mut changed = false;
+        let mut s = match state {
+            None => {
+                changed = true;
+                ClockState {
+                    boot_id: r.boot_id.clone(),
+                    anchor_boot_ms: r.boot_ms,
+                    anchor_timeline_ms: 0,
+                    ckpt_wall_ms: r.wall_ms,
+                    ckpt_timeline_ms: 0,
+                    ckpt_trusted: false,
+                    hwm_wall_ms: 0,
+                    catchup_from: None,
+                }
+            }
+            Some(s) if s.boot_id != r.boot_id => {
+                // A reboot: resume the timeline where it was last saved; the downtime is charged
+                // by the catch-up below, now or once the wall clock is trusted.
+                changed = true;
+                let catchup_from = if s.ckpt_trusted {
+                    Some((s.ckpt_wall_ms, s.ckpt_timeline_ms))
+                } else {
+                    s.catchup_from
+                };
+                ClockState {
+                    boot_id: r.boot_id.clone(),
+                    anchor_boot_ms: r.boot_ms,
+                    anchor_timeline_ms: s.ckpt_timeline_ms,
+                    catchup_from,
+                    ..s
+                }
+            }
+            Some(s) => s,
+        };
+        let trusted = self.trusted(r.wall_ms, s.hwm_wall_ms);
+        if trusted {
+            if let Some((ref_wall, ref_timeline)) = s.catchup_from.take() {
+                let timeline = s.anchor_timeline_ms + (r.boot_ms - s.anchor_boot_ms);
+                let real_elapsed = r.wall_ms - ref_wall;
+                let counted = timeline - ref_timeline;
+                let shortfall = (real_elapsed - counted).clamp(0, self.max_offline_charge_ms);
+                s.anchor_timeline_ms += shortfall;
+                changed = true;
+            }
+            s.hwm_wall_ms = s.hwm_wall_ms.max(r.wall_ms);
+        }
+        let now = Now {
+            timeline_ms: s.anchor_timeline_ms + (r.boot_ms - s.anchor_boot_ms),
+            wall_ms: r.wall_ms,
+            trusted,
+        };
+        (now, s, changed)
+    }
+
+    /// Records `now` as the latest checkpoint (done inside every write transaction, and by the
+    /// daemon every `clock-checkpoint`).
+    pub fn checkpoint(&self, s: &mut ClockState, now: &Now) {
+        s.ckpt_wall_ms = now.wall_ms;
+        s.ckpt_timeline_ms = now.timeline_ms;
+        s.ckpt_trusted = now.trusted;
+        if now.trusted {
+            s.hwm_wall_ms = s.hwm_wall_ms.max(now.wall_ms);
+        }
+    }
+}
+
+/// RFC 3339 UTC with milliseconds, e.g. `2026-11-21T10:04:05.120Z`.
+pub fn rfc3339(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let milli = ms.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{milli:03}Z",
+        sod / 3600,
+        (sod / 60) % 60,
+        sod % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day); Howard Hinnant's algorithm.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BUILD: i64 = 1_790_000_000_000; // 2026-09-21
+    const NOW: i64 = 1_795_000_000_000; // 2026-11-18
+    const HOUR: i64 = 3_600_000;
+
+    fn policy() -> TimePolicy {
+        TimePolicy {
+            build_ms: BUILD,
+            max_offline_charge_ms: 7 * 24 * HOUR,
+        }
+    }
+
+    #[test]
+    fn rfc3339_formats_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_795_000_000_123), "2026-11-18T11:06:40.123Z");
+    }
+
+    #[test]
+    fn wall_steps_do_not_move_the_timeline() {
+        let c = FakeClock::new(NOW);
+        let p = policy();
+        let (n0, s, _) = p.observe(None, &c.read());
+        c.advance(HOUR);
+        c.set_wall(NOW - 5 * HOUR);
+        let (n1, s, _) = p.observe(Some(s), &c.read());
+        assert_eq!(n1.timeline_ms - n0.timeline_ms, HOUR);
+        assert!(!n1.trusted, "a wall clock behind the high-water mark is not trusted");
+        c.set_wall(NOW + 100 * HOUR);
+        let (n2, _, _) = p.observe(Some(s), &c.read());
+        assert_eq!(n2.timeline_ms, n1.timeline_ms);
+        assert!(n2.trusted);
+    }
+
+    #[test]
+    fn boot_at_1970_is_untrusted_and_later_sync_is_trusted() {
+        let c = FakeClock::new(0);
+        let p = policy();
+        let (n, s, _) = p.observe(None, &c.read());
+        assert!(!n.trusted);
+        c.set_wall(NOW);
+        let (n, _, _) = p.observe(Some(s), &c.read());
+        assert!(n.trusted);
+    }
+
+    #[test]
+    fn downtime_is_charged_at_once_with_a_trusted_clock() {
+        let c = FakeClock::new(NOW);
+        let p = policy();
+        let (n0, mut s, _) = p.observe(None, &c.read());
+        p.checkpoint(&mut s, &n0);
+        c.reboot(2 * HOUR, NOW + 2 * HOUR);
+        let (n1, _, changed) = p.observe(Some(s), &c.read());
+        assert!(changed);
+        assert_eq!(n1.timeline_ms - n0.timeline_ms, 2 * HOUR);
+    }
+
+    #[test]
+    fn downtime_is_charged_later_when_the_clock_boots_at_1970() {
+        let c = FakeClock::new(NOW);
+        let p = policy();
+        let (n0, mut s, _) = p.observe(None, &c.read());
+        p.checkpoint(&mut s, &n0);
+        // Off for 3 h, boots at 1970, runs 10 min untrusted, then NTP syncs.
+        c.reboot(3 * HOUR, 0);
+        let (n1, mut s, _) = p.observe(Some(s), &c.read());
+        assert_eq!(n1.timeline_ms, n0.timeline_ms, "nothing charged while untrusted");
+        p.checkpoint(&mut s, &n1);
+        c.advance(10 * 60_000);
+        c.set_wall(NOW + 3 * HOUR + 10 * 60_000);
+        let (n2, s, changed) = p.observe(Some(s), &c.read());
+        assert!(changed && n2.trusted);
+        assert_eq!(n2.timeline_ms - n0.timeline_ms, 3 * HOUR + 10 * 60_000);
+        assert_eq!(s.catchup_from, None);
+    }
+
+    #[test]
+    fn offline_charge_is_capped() {
+        let c = FakeClock::new(NOW);
+        let p = policy();
+        let (n0, mut s, _) = p.observe(None, &c.read());
+        p.checkpoint(&mut s, &n0);
+        c.reboot(0, NOW + 400 * 24 * HOUR); // a wildly wrong clock
+        let (n1, _, _) = p.observe(Some(s), &c.read());
+        assert_eq!(n1.timeline_ms - n0.timeline_ms, 7 * 24 * HOUR);
+    }
+}

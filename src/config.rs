@@ -1,0 +1,514 @@
+//! The one TOML file a site technician edits. Every section has `deny_unknown_fields` and
+//! kebab-case keys; every default lives in the section's `Default` impl below, and nowhere else.
+//! `load` turns any mistake into a [`ConfigError`] that names the file, line and column.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::domain::{Currency, Plan, PlanId, Validity, VOUCHER_MAX_LEN, VOUCHER_MIN_LEN};
+use crate::units::{check_rate_limit, Bytes, Span};
+
+pub const DEFAULT_PATH: &str = "/etc/hotspot-edge/config.toml";
+/// sysexits.h EX_CONFIG: what service managers and scripts expect for a bad configuration.
+pub const EXIT_BAD_CONFIG: i32 = 78;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    pub site: SiteConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default)]
+    pub enforcement: EnforcementConfig,
+    #[serde(default)]
+    pub users: UsersConfig,
+    #[serde(default)]
+    pub vouchers: VouchersConfig,
+    #[serde(default)]
+    pub plans: Vec<PlanConfig>,
+    #[serde(default)]
+    pub router: RouterConfig,
+    #[serde(default)]
+    pub mqtt: Option<Reserved<MqttName>>,
+    #[serde(default)]
+    pub radius: Option<Reserved<RadiusName>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SiteConfig {
+    /// Stable id of this hotspot location; used in MQTT topics, so no `/ + #` or spaces.
+    pub id: Spanned<SiteId>,
+    #[serde(default)]
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteId(pub String);
+
+impl<'de> Deserialize<'de> for SiteId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if ok {
+            Ok(SiteId(s))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "bad site id {s:?}: use 1-64 characters of a-z, 0-9, '-' or '_' (it becomes part of MQTT topics)"
+            )))
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct StoreConfig {
+    /// The SQLite database. Keep it on persistent storage: anything under /tmp is lost at reboot.
+    pub path: PathBuf,
+    /// How long a writer waits for another process (the CLI, the daemon) to finish its write.
+    pub busy_timeout: Span,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            path: PathBuf::from("/var/lib/hotspot-edge/hotspot-edge.db"),
+            busy_timeout: Span::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct LogConfig {
+    pub level: LogLevel,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: LogLevel::Info,
+            format: LogFormat::Pretty,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct EnforcementConfig {
+    /// How often router session counters are read for data quotas (used with a router backend).
+    pub usage_poll: Span,
+    /// How often the router's active list is compared with ours (used with a router backend).
+    pub reconcile: Span,
+    /// How often the daemon saves the clock high-water mark (one small write).
+    pub clock_checkpoint: Span,
+    /// The longest power cut or downtime charged to running `wall` grants at once. A longer gap is
+    /// more likely a wrong clock than a real outage; see docs/time.md.
+    pub max_offline_charge: Span,
+    /// Router operations that fail this many times are marked failed (see `jobs list`).
+    pub job_max_attempts: u32,
+}
+
+impl Default for EnforcementConfig {
+    fn default() -> Self {
+        EnforcementConfig {
+            usage_poll: Span::from_secs(10),
+            reconcile: Span::from_secs(60),
+            clock_checkpoint: Span::from_secs(60),
+            max_offline_charge: Span::from_secs(7 * 86_400),
+            job_max_attempts: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PaymentUsername {
+    /// A short random name such as `k7m2qp`.
+    Generated,
+    /// The payer's phone number (one account per phone).
+    Phone,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VoucherUsername {
+    /// The voucher code is both user name and password (what customers type at the portal).
+    Code,
+    /// A random user name and password, handed out after redemption.
+    Generated,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct UsersConfig {
+    pub payment_username: PaymentUsername,
+    pub voucher_username: VoucherUsername,
+    pub password_length: usize,
+    /// Bind a user to the MAC address it was bought or redeemed with.
+    pub bind_mac: bool,
+}
+
+impl Default for UsersConfig {
+    fn default() -> Self {
+        UsersConfig {
+            payment_username: PaymentUsername::Generated,
+            voucher_username: VoucherUsername::Code,
+            password_length: 6,
+            bind_mac: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct VouchersConfig {
+    pub length: usize,
+    /// Unredeemed vouchers expire this long after they were generated (none if absent).
+    pub unredeemed_expiry: Option<Span>,
+}
+
+impl Default for VouchersConfig {
+    fn default() -> Self {
+        VouchersConfig {
+            length: 8,
+            unredeemed_expiry: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PlanConfig {
+    pub id: Spanned<PlanId>,
+    pub name: String,
+    pub price: u64,
+    pub currency: Currency,
+    pub time: Span,
+    #[serde(default = "default_validity")]
+    pub validity: Validity,
+    pub data: Option<Bytes>,
+    pub rate_limit: Option<Spanned<String>>,
+    #[serde(default = "default_devices")]
+    pub devices: Spanned<u32>,
+}
+
+fn default_validity() -> Validity {
+    Validity::Wall
+}
+fn default_devices() -> Spanned<u32> {
+    Spanned::new(0..0, 1)
+}
+
+impl PlanConfig {
+    pub fn to_plan(&self) -> Plan {
+        Plan {
+            id: self.id.get_ref().clone(),
+            name: self.name.clone(),
+            price: self.price,
+            currency: self.currency.clone(),
+            time: self.time,
+            validity: self.validity,
+            data: self.data,
+            rate_limit: self.rate_limit.as_ref().map(|r| r.get_ref().clone()),
+            devices: *self.devices.get_ref(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RouterKind {
+    /// No router: users, grants and expiry are kept and reported, router operations wait in the
+    /// jobs table until a router backend is configured.
+    None,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RouterConfig {
+    pub kind: RouterKind,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        RouterConfig {
+            kind: RouterKind::None,
+        }
+    }
+}
+
+/// A section name kept for a later release. Writing it today is an error that says so, rather
+/// than a silently ignored setting.
+#[derive(Debug, Clone)]
+pub struct Reserved<N>(std::marker::PhantomData<N>);
+
+pub trait SectionName {
+    const NAME: &'static str;
+}
+#[derive(Debug, Clone)]
+pub struct MqttName;
+impl SectionName for MqttName {
+    const NAME: &'static str = "mqtt";
+}
+#[derive(Debug, Clone)]
+pub struct RadiusName;
+impl SectionName for RadiusName {
+    const NAME: &'static str = "radius";
+}
+
+impl<'de, N: SectionName> Deserialize<'de> for Reserved<N> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let _ = serde::de::IgnoredAny::deserialize(d)?;
+        Err(serde::de::Error::custom(format!(
+            "[{}] is reserved for a later release: this build does not support it yet; remove the section",
+            N::NAME
+        )))
+    }
+}
+
+/// A config that failed to load, with where.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{col}: {message}")]
+    At {
+        path: String,
+        line: usize,
+        col: usize,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    Whole { path: String, message: String },
+}
+
+/// A loaded config plus what a technician should look at but that does not stop the daemon.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    pub fn site_id(&self) -> &str {
+        &self.site.id.get_ref().0
+    }
+    pub fn plans(&self) -> Vec<Plan> {
+        self.plans.iter().map(PlanConfig::to_plan).collect()
+    }
+}
+
+pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse(&text, &path.display().to_string())
+}
+
+/// Parses and checks config text. `path` is only used in messages.
+pub fn parse(text: &str, path: &str) -> Result<Loaded, ConfigError> {
+    let at = |span: Option<std::ops::Range<usize>>, message: String| match span {
+        Some(span) if !(span.start == 0 && span.end == 0 && !text.is_empty()) => {
+            let (line, col) = line_col(text, span.start);
+            ConfigError::At {
+                path: path.to_string(),
+                line,
+                col,
+                message,
+            }
+        }
+        _ => ConfigError::Whole {
+            path: path.to_string(),
+            message,
+        },
+    };
+    let config: Config =
+        toml::from_str(text).map_err(|e| at(e.span(), e.message().trim().to_string()))?;
+    let warnings = check(&config).map_err(|(span, message)| at(Some(span), message))?;
+    Ok(Loaded { config, warnings })
+}
+
+/// Checks that need more than one field. Errors carry the span of the field at fault.
+fn check(c: &Config) -> Result<Vec<String>, (std::ops::Range<usize>, String)> {
+    let mut warnings = Vec::new();
+    let mut seen = HashSet::new();
+    for p in &c.plans {
+        if !seen.insert(p.id.get_ref().clone()) {
+            return Err((
+                p.id.span(),
+                format!("duplicate plan id {:?}", p.id.get_ref().as_str()),
+            ));
+        }
+        if p.time.ms() <= 0 {
+            return Err((
+                p.id.span(),
+                format!("plan {:?}: time must be more than 0s", p.id.get_ref().as_str()),
+            ));
+        }
+        if *p.devices.get_ref() == 0 {
+            return Err((
+                p.devices.span(),
+                "devices must be at least 1".to_string(),
+            ));
+        }
+        if let Some(r) = &p.rate_limit {
+            check_rate_limit(r.get_ref()).map_err(|m| (r.span(), m))?;
+        }
+    }
+    if !(VOUCHER_MIN_LEN..=VOUCHER_MAX_LEN).contains(&c.vouchers.length) {
+        return Err((
+            0..0,
+            format!(
+                "[vouchers] length must be {VOUCHER_MIN_LEN} to {VOUCHER_MAX_LEN}, not {}",
+                c.vouchers.length
+            ),
+        ));
+    }
+    if !(4..=32).contains(&c.users.password_length) {
+        return Err((
+            0..0,
+            format!(
+                "[users] password-length must be 4 to 32, not {}",
+                c.users.password_length
+            ),
+        ));
+    }
+    if c.enforcement.job_max_attempts == 0 {
+        return Err((0..0, "[enforcement] job-max-attempts must be at least 1".into()));
+    }
+    for (name, span) in [
+        ("usage-poll", c.enforcement.usage_poll),
+        ("reconcile", c.enforcement.reconcile),
+        ("clock-checkpoint", c.enforcement.clock_checkpoint),
+    ] {
+        if span.ms() < 1000 {
+            return Err((
+                0..0,
+                format!("[enforcement] {name} must be at least 1s, not {span}"),
+            ));
+        }
+    }
+    if c.store.path.starts_with("/tmp") {
+        warnings.push(format!(
+            "[store] path {} is under /tmp: payments and users are lost at reboot",
+            c.store.path.display()
+        ));
+    }
+    if c.plans.is_empty() {
+        warnings.push(
+            "no [[plans]]: nothing can be sold until plans are added here or pushed by the cloud"
+                .into(),
+        );
+    }
+    if c.users.password_length < 6 {
+        warnings.push(format!(
+            "[users] password-length {} is easy to guess; 6 or more is advised",
+            c.users.password_length
+        ));
+    }
+    Ok(warnings)
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[site]
+id = "test-site"
+
+[[plans]]
+id = "1h"
+name = "One hour"
+price = 1000
+currency = "KES"
+time = "1h"
+"#;
+
+    fn err(text: &str) -> String {
+        parse(text, "c.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn good_config_with_defaults() {
+        let l = parse(GOOD, "c.toml").unwrap();
+        assert_eq!(l.config.site_id(), "test-site");
+        assert_eq!(l.config.enforcement.usage_poll, Span::from_secs(10));
+        let p = &l.config.plans()[0];
+        assert_eq!(p.validity, Validity::Wall);
+        assert_eq!(p.devices, 1);
+        assert_eq!(p.time.ms(), 3_600_000);
+    }
+
+    #[test]
+    fn unknown_key_points_at_line_and_column() {
+        let text = format!("{GOOD}colour = \"blue\"\n");
+        assert_eq!(
+            err(&text),
+            "c.toml:11:1: unknown field `colour`, expected one of `id`, `name`, `price`, `currency`, `time`, `validity`, `data`, `rate-limit`, `devices`"
+        );
+    }
+
+    #[test]
+    fn bad_values_are_located() {
+        let text = GOOD.replace("time = \"1h\"", "time = \"1 hour\"");
+        assert!(err(&text).starts_with("c.toml:10:8: bad duration"), "{}", err(&text));
+        let text = format!("{GOOD}rate-limit = \"fast\"\n");
+        assert!(err(&text).starts_with("c.toml:11:14: bad rate limit"), "{}", err(&text));
+        let text = format!("{GOOD}\n[mqtt]\nurl = \"x\"\n");
+        assert!(err(&text).contains("[mqtt] is reserved"), "{}", err(&text));
+    }
+
+    #[test]
+    fn duplicate_plan_is_located_at_the_second() {
+        let text = format!("{GOOD}\n[[plans]]\nid = \"1h\"\nname = \"x\"\nprice = 1\ncurrency = \"KES\"\ntime = \"2h\"\n");
+        assert_eq!(err(&text), "c.toml:13:6: duplicate plan id \"1h\"");
+    }
+
+    #[test]
+    fn tmp_store_path_warns() {
+        let text = format!("{GOOD}\n[store]\npath = \"/tmp/x.db\"\n");
+        let l = parse(&text, "c.toml").unwrap();
+        assert!(l.warnings.iter().any(|w| w.contains("/tmp")));
+    }
+}

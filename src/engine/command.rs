@@ -1,0 +1,205 @@
+//! Requests to change something. The CLI, the cloud (MQTT), the portal, a RADIUS server and the
+//! deadline timer all express what they want as a [`Command`]; the JSON form is
+//! `{"type": "...", "args": {...}}` (docs/events.md).
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "args", rename_all = "kebab-case")]
+pub enum Command {
+    /// Money received for a plan (M-Pesa callback via the cloud, a cash sale at the counter).
+    #[serde(rename = "payment.confirmed")]
+    PaymentConfirmed(PaymentArgs),
+    #[serde(rename = "vouchers.generate")]
+    VouchersGenerate(GenerateArgs),
+    #[serde(rename = "voucher.redeem")]
+    VoucherRedeem(RedeemArgs),
+    #[serde(rename = "vouchers.revoke")]
+    VouchersRevoke(RevokeArgs),
+    #[serde(rename = "user.extend")]
+    UserExtend(ExtendArgs),
+    #[serde(rename = "user.suspend")]
+    UserSuspend(SuspendArgs),
+    #[serde(rename = "user.resume")]
+    UserResume(UserArg),
+    #[serde(rename = "plans.upsert")]
+    PlansUpsert(PlanArgs),
+    #[serde(rename = "plans.remove")]
+    PlansRemove(PlanIdArg),
+    /// A device logged in on the NAS.
+    #[serde(rename = "session.started")]
+    SessionStarted(SessionStartArgs),
+    /// Counters of active sessions (absolute, as the NAS reports them), in one batch.
+    #[serde(rename = "session.usage")]
+    SessionUsage(UsageArgs),
+    #[serde(rename = "session.ended")]
+    SessionEnded(SessionEndArgs),
+    /// Deadlines have passed: end grants, expire users and vouchers.
+    #[serde(rename = "tick")]
+    Tick,
+}
+
+impl Command {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Command::PaymentConfirmed(_) => "payment.confirmed",
+            Command::VouchersGenerate(_) => "vouchers.generate",
+            Command::VoucherRedeem(_) => "voucher.redeem",
+            Command::VouchersRevoke(_) => "vouchers.revoke",
+            Command::UserExtend(_) => "user.extend",
+            Command::UserSuspend(_) => "user.suspend",
+            Command::UserResume(_) => "user.resume",
+            Command::PlansUpsert(_) => "plans.upsert",
+            Command::PlansRemove(_) => "plans.remove",
+            Command::SessionStarted(_) => "session.started",
+            Command::SessionUsage(_) => "session.usage",
+            Command::SessionEnded(_) => "session.ended",
+            Command::Tick => "tick",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PaymentArgs {
+    /// `mpesa`, `cash`, ... (lower case).
+    pub provider: String,
+    /// The provider's receipt, e.g. an M-Pesa receipt `QK12ABC345`; unique per provider.
+    pub reference: String,
+    #[serde(default)]
+    pub phone: Option<String>,
+    /// Minor units; defaults to the plan's price.
+    #[serde(default)]
+    pub amount: Option<u64>,
+    pub plan: String,
+    /// The paying device, when known: the grant starts now and the device is logged in.
+    #[serde(default)]
+    pub mac: Option<String>,
+    #[serde(default)]
+    pub ip: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct GenerateArgs {
+    pub plan: String,
+    pub count: u32,
+    /// Code length; defaults to `[vouchers] length`.
+    #[serde(default)]
+    pub length: Option<usize>,
+    /// Overrides `[vouchers] unredeemed-expiry`, e.g. `"30d"`.
+    #[serde(default)]
+    pub expires_in: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RedeemArgs {
+    pub code: String,
+    #[serde(default)]
+    pub mac: Option<String>,
+    #[serde(default)]
+    pub ip: Option<String>,
+    /// Top up this existing user instead of creating one.
+    #[serde(default)]
+    pub user: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RevokeArgs {
+    pub codes: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ExtendArgs {
+    pub user: String,
+    /// Add what this plan gives ...
+    #[serde(default)]
+    pub plan: Option<String>,
+    /// ... or this much time (e.g. `"1h"`, as a `wall` grant) and optionally data.
+    #[serde(default)]
+    pub time: Option<String>,
+    #[serde(default)]
+    pub data: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SuspendArgs {
+    pub user: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct UserArg {
+    pub user: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PlanArgs {
+    pub id: String,
+    pub name: String,
+    pub price: u64,
+    pub currency: String,
+    pub time: String,
+    #[serde(default)]
+    pub validity: Option<String>,
+    #[serde(default)]
+    pub data: Option<String>,
+    #[serde(default)]
+    pub rate_limit: Option<String>,
+    #[serde(default)]
+    pub devices: Option<u32>,
+    /// Who owns the plan: `config`, `cloud` or `cli`.
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PlanIdArg {
+    pub id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SessionStartArgs {
+    pub user: String,
+    pub nas_session_id: String,
+    #[serde(default)]
+    pub mac: Option<String>,
+    #[serde(default)]
+    pub ip: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct UsageArgs {
+    pub sessions: Vec<SessionCounters>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SessionCounters {
+    pub nas_session_id: String,
+    /// From the client (upload), as RouterOS `bytes-in`.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SessionEndArgs {
+    pub nas_session_id: String,
+    /// `user-request`, `idle-timeout`, `expired`, `nas-lost`, ...
+    pub reason: String,
+    #[serde(default)]
+    pub bytes_in: Option<u64>,
+    #[serde(default)]
+    pub bytes_out: Option<u64>,
+}

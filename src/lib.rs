@@ -1,0 +1,19 @@
+//! hotspot-edge: the local brain of a pay-per-use WiFi hotspot router.
+//!
+//! Layers, dependencies pointing down only (docs/architecture.md has the module map):
+//! `cli` -> `runtime` -> `app` -> `store` -> `engine` -> `domain`, `units`, `clock`.
+
+pub mod app;
+pub mod cli;
+mod cli_demo;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod engine;
+pub mod logging;
+pub mod runtime;
+pub mod secret;
+pub mod store;
+pub mod units;
+
+pub use runtime::run;

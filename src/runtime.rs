@@ -1,0 +1,175 @@
+//! The daemon: opens the store, then wakes exactly at the next deadline to end grants and
+//! expire users, until told to stop.
+//!
+//! The deadline queue is the `grants_deadline` index: after every wake the daemon asks the store
+//! for the earliest deadline and sleeps until then. Commands applied in this process wake it at
+//! once ([`Daemon::wake`]); commands applied by another process (the CLI) are noticed within
+//! `EXTERNAL_CHANGE_CHECK`, a read-only look that writes nothing to flash.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use crate::app;
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::engine::{Command, OsEntropy};
+use crate::store::{ApplyError, StoreError, StoreGone, StoreHandle};
+
+/// How often the daemon looks for deadlines changed by other processes.
+pub const EXTERNAL_CHANGE_CHECK: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Apply(#[from] ApplyError),
+    #[error(transparent)]
+    Gone(#[from] StoreGone),
+    #[error("cannot start the store thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// A handle on a running daemon, for in-process callers (tests, the demo, later the MQTT and
+/// portal adapters).
+#[derive(Clone)]
+pub struct Daemon {
+    pub store: StoreHandle,
+    pub clock: Arc<dyn Clock>,
+    wake: Arc<Notify>,
+}
+
+impl Daemon {
+    /// Re-reads the deadline queue now (call after applying a command in-process).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+}
+
+/// Runs the daemon with the system clock until `shutdown` completes.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    run_with(config, Arc::new(SystemClock), shutdown, |_| {}).await
+}
+
+/// Runs the daemon with a given clock; `started` receives a [`Daemon`] handle once the store is
+/// open. Returns after `shutdown` with the WAL checkpointed and the database closed.
+pub async fn run_with(
+    config: Config,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()>,
+    started: impl FnOnce(Daemon),
+) -> Result<(), RunError> {
+    let store = app::open_store(&config, clock.as_ref(), true)?;
+    tracing::info!(
+        site = config.site_id(),
+        database = %store.path().display(),
+        schema = store.schema_version()?,
+        "hotspot-edge started"
+    );
+    let (handle, thread) = StoreHandle::spawn(store).map_err(RunError::Thread)?;
+    let daemon = Daemon {
+        store: handle.clone(),
+        clock: clock.clone(),
+        wake: Arc::new(Notify::new()),
+    };
+    started(daemon.clone());
+    let result = deadline_loop(&config, &daemon, shutdown).await;
+    // Final checkpoint of the clock, then close: the store thread ends when the last handle goes.
+    let c = clock.clone();
+    let _ = handle
+        .call(move |s| s.checkpoint_clock(c.as_ref()).map(|_| ()))
+        .await;
+    drop(daemon);
+    drop(handle);
+    let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    tracing::info!("hotspot-edge stopped");
+    result
+}
+
+async fn deadline_loop(
+    config: &Config,
+    d: &Daemon,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    tokio::pin!(shutdown);
+    let engine = Arc::new(app::engine(config));
+    let site: Arc<str> = Arc::from(config.site_id());
+    let checkpoint_every = config.enforcement.clock_checkpoint.ms();
+    let mut last_checkpoint = i64::MIN;
+    let mut last_due = None;
+    loop {
+        let clock = d.clock.clone();
+        let (now, next) = d
+            .store
+            .call(move |s| -> Result<_, StoreError> {
+                let now = s.refresh_clock(clock.as_ref())?;
+                Ok((now, s.next_deadline()?))
+            })
+            .await??;
+        if now.timeline_ms.saturating_sub(last_checkpoint) >= checkpoint_every {
+            let clock = d.clock.clone();
+            d.store
+                .call(move |s| s.checkpoint_clock(clock.as_ref()))
+                .await??;
+            last_checkpoint = now.timeline_ms;
+        }
+        if let Some(due) = next.filter(|t| *t <= now.timeline_ms) {
+            if last_due == Some(due) {
+                // A deadline the engine did not clear: say so, and do not spin on it.
+                tracing::error!(deadline = due, "a deadline stayed due after a tick");
+                tokio::select! {
+                    _ = &mut shutdown => return Ok(()),
+                    _ = tokio::time::sleep(EXTERNAL_CHANGE_CHECK) => {}
+                }
+            }
+            last_due = Some(due);
+            let (e, c, site) = (engine.clone(), d.clock.clone(), site.clone());
+            let applied = d
+                .store
+                .call(move |s| {
+                    s.apply(&e, c.as_ref(), &mut OsEntropy, &site, "timer", None, &Command::Tick)
+                })
+                .await?;
+            match applied {
+                Ok(a) => tracing::info!(
+                    lag_ms = a.now.timeline_ms - due,
+                    result = %a.result,
+                    "deadline reached"
+                ),
+                Err(ApplyError::Rejected(r)) => tracing::warn!(error = %r, "tick refused"),
+                Err(e) => return Err(e.into()),
+            }
+            continue;
+        }
+        last_due = None;
+        let until_deadline = next.map(|t| Duration::from_millis((t - now.timeline_ms) as u64));
+        let sleep = until_deadline
+            .unwrap_or(EXTERNAL_CHANGE_CHECK)
+            .min(EXTERNAL_CHANGE_CHECK);
+        tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            _ = d.wake.notified() => {}
+            _ = tokio::time::sleep(sleep) => {}
+        }
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+                _ = int.recv() => tracing::info!("SIGINT: stopping"),
+            }
+        }
+        _ => {
+            tracing::warn!("cannot install signal handlers; stop with SIGKILL");
+            std::future::pending::<()>().await
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! Secrets (passwords, keys) that must never reach a log line or a `Debug` print.
+
+use std::fmt;
+use std::path::Path;
+
+/// A secret value. `Debug` and `Display` print `***`; read it with [`Secret::expose`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}
+
+/// Reads a secret from a file, as `*-file` config keys do. One trailing newline is dropped
+/// (editors add one); an empty file is an error, because an empty password is never meant.
+pub fn read_secret_file(path: &Path) -> Result<Secret, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
+    let value = text
+        .strip_suffix("\r\n")
+        .or_else(|| text.strip_suffix('\n'))
+        .unwrap_or(&text);
+    if value.is_empty() {
+        return Err(format!("secret file {} is empty", path.display()));
+    }
+    Ok(Secret(value.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_masked_in_debug_and_display() {
+        let s = Secret::new("hunter2-very-secret");
+        assert_eq!(format!("{s:?}"), "Secret(***)");
+        assert_eq!(format!("{s}"), "***");
+        assert_eq!(s.expose(), "hunter2-very-secret");
+    }
+
+    #[test]
+    fn secret_file_drops_one_newline_and_refuses_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k");
+        std::fs::write(&p, "abc\n").unwrap();
+        assert_eq!(read_secret_file(&p).unwrap().expose(), "abc");
+        std::fs::write(&p, "\n").unwrap();
+        assert!(read_secret_file(&p).unwrap_err().contains("empty"));
+        assert!(read_secret_file(&dir.path().join("missing"))
+            .unwrap_err()
+            .contains("cannot read"));
+    }
+}

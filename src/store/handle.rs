@@ -1,0 +1,52 @@
+//! One thread owns the SQLite connection; async tasks send it closures and await the answer, so
+//! blocking disk I/O never runs on the async runtime.
+
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use super::Store;
+
+type Work = Box<dyn FnOnce(&mut Store) + Send>;
+
+#[derive(Debug, thiserror::Error)]
+#[error("the store thread has stopped")]
+pub struct StoreGone;
+
+#[derive(Clone)]
+pub struct StoreHandle {
+    tx: mpsc::Sender<Work>,
+}
+
+impl StoreHandle {
+    /// Starts the owner thread. When every handle is dropped, the thread checkpoints the WAL,
+    /// closes the database and ends; join the returned handle to wait for that.
+    pub fn spawn(store: Store) -> std::io::Result<(StoreHandle, JoinHandle<()>)> {
+        let (tx, rx) = mpsc::channel::<Work>();
+        let thread = std::thread::Builder::new()
+            .name("store".into())
+            .spawn(move || {
+                let mut store = store;
+                while let Ok(work) = rx.recv() {
+                    work(&mut store);
+                }
+                if let Err(e) = store.close() {
+                    tracing::warn!(error = %e, "closing the database");
+                }
+            })?;
+        Ok((StoreHandle { tx }, thread))
+    }
+
+    pub async fn call<R, F>(&self, f: F) -> Result<R, StoreGone>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Store) -> R + Send + 'static,
+    {
+        let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
+        self.tx
+            .send(Box::new(move |s: &mut Store| {
+                let _ = reply_tx.send(f(s));
+            }))
+            .map_err(|_| StoreGone)?;
+        reply_rx.await.map_err(|_| StoreGone)
+    }
+}

@@ -1,0 +1,553 @@
+//! SQLite persistence: one file, WAL, `synchronous=FULL`, versioned migrations, checks at open.
+//! No business rules: the engine decides, [`Store::apply`] commits its decision atomically.
+//!
+//! Durability choice: `synchronous=FULL` for the whole database. Nearly every transaction carries
+//! money (a payment, a grant, a voucher) or the outbox events that report it, and in WAL mode
+//! `NORMAL` may lose the last commits on power loss, which routers see daily. The cost is one
+//! fsync per commit, so frequent low-value writes (usage counters) are batched by the callers.
+
+mod handle;
+mod ledger;
+pub mod schema;
+pub mod views;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use serde_json::Value;
+
+use crate::clock::{Clock, ClockState, Now, TimePolicy};
+use crate::engine::{Command, Engine, EngineError, Entropy, Outcome, Rejection};
+pub use handle::{StoreGone, StoreHandle};
+use ledger::TxLedger;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: cannot open the database: {source}")]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("{path}: not a hotspot-edge database (not SQLite, or another program's database); move it aside or fix [store] path")]
+    Foreign { path: String },
+    #[error("{path}: the database is damaged ({detail}); restore a backup, or move the file aside to start empty")]
+    Corrupt { path: String, detail: String },
+    #[error("{path}: database schema version {found} is newer than this build supports ({supported}); install a newer hotspot-edge or restore a backup")]
+    TooNew {
+        path: String,
+        found: i64,
+        supported: i64,
+    },
+    #[error("{path}: migrating the database to schema version {version} failed: {source}")]
+    Migration {
+        path: String,
+        version: i64,
+        source: rusqlite::Error,
+    },
+    #[error("database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("database: bad stored value: {0}")]
+    Data(String),
+}
+
+/// Why a command was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("{}: {}", .0.code.as_str(), .0.message)]
+    Rejected(Rejection),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What applying a command did.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub result: Value,
+    /// Events written to the outbox (their seqs), in order.
+    pub seqs: Vec<i64>,
+    pub jobs: usize,
+    /// The command id had been applied before: nothing was done, this is the stored result.
+    pub replayed: bool,
+    pub now: Now,
+}
+
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    pub busy_timeout: Duration,
+    /// Run `PRAGMA quick_check` (the daemon does at start; the CLI skips it for speed).
+    pub check: bool,
+    pub policy: TimePolicy,
+}
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    policy: TimePolicy,
+    instance: String,
+}
+
+fn is_not_a_database(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.code == rusqlite::ErrorCode::NotADatabase)
+}
+
+fn is_corrupt(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.code == rusqlite::ErrorCode::DatabaseCorrupt)
+}
+
+impl Store {
+    pub fn open(path: &Path, opts: &OpenOptions) -> Result<Store, StoreError> {
+        let shown = path.display().to_string();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
+                path: shown.clone(),
+                source: rusqlite::Error::InvalidPath(PathBuf::from(format!("{}: {e}", dir.display()))),
+            })?;
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| StoreError::Open {
+            path: shown.clone(),
+            source,
+        })?;
+        Self::init(conn, path, opts)
+    }
+
+    /// An in-memory database, for tests of the engine through the real schema.
+    pub fn open_in_memory(policy: TimePolicy) -> Result<Store, StoreError> {
+        let conn = Connection::open_in_memory()?;
+        let opts = OpenOptions {
+            busy_timeout: Duration::from_secs(1),
+            check: false,
+            policy,
+        };
+        Self::init(conn, Path::new(":memory:"), &opts)
+    }
+
+    fn init(conn: Connection, path: &Path, opts: &OpenOptions) -> Result<Store, StoreError> {
+        let shown = path.display().to_string();
+        let classify = |e: rusqlite::Error| {
+            if is_not_a_database(&e) {
+                StoreError::Foreign {
+                    path: shown.clone(),
+                }
+            } else if is_corrupt(&e) {
+                StoreError::Corrupt {
+                    path: shown.clone(),
+                    detail: e.to_string(),
+                }
+            } else {
+                StoreError::Open {
+                    path: shown.clone(),
+                    source: e,
+                }
+            }
+        };
+        conn.busy_timeout(opts.busy_timeout).map_err(classify)?;
+        let app_id: i32 = conn
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .map_err(classify)?;
+        if opts.check {
+            let verdict: String = conn
+                .query_row("PRAGMA quick_check", [], |r| r.get(0))
+                .map_err(classify)?;
+            if verdict != "ok" {
+                return Err(StoreError::Corrupt {
+                    path: shown,
+                    detail: verdict,
+                });
+            }
+        }
+        let tables: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+            .map_err(classify)?;
+        if app_id != schema::APPLICATION_ID && (app_id != 0 || tables > 0) {
+            return Err(StoreError::Foreign { path: shown });
+        }
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(classify)?;
+        if mode != "wal" && mode != "memory" {
+            tracing::warn!(%mode, "the database could not switch to WAL mode");
+        }
+        conn.execute_batch(
+            "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA journal_size_limit=4194304;",
+        )
+        .map_err(classify)?;
+        let mut store = Store {
+            conn,
+            path: path.to_path_buf(),
+            policy: opts.policy,
+            instance: String::new(),
+        };
+        store.migrate(schema::latest_version())?;
+        store.instance = store.instance_id()?;
+        Ok(store)
+    }
+
+    /// Applies migrations up to `target` (tests use a lower target to build an old database).
+    pub fn migrate(&mut self, target: i64) -> Result<(), StoreError> {
+        let shown = self.path.display().to_string();
+        let supported = schema::latest_version();
+        loop {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            if version > supported {
+                return Err(StoreError::TooNew {
+                    path: shown,
+                    found: version,
+                    supported,
+                });
+            }
+            if version >= target {
+                return Ok(());
+            }
+            let next = version + 1;
+            let sql = schema::MIGRATIONS[version as usize];
+            tx.execute_batch(sql)
+                .and_then(|_| {
+                    tx.execute_batch(&format!(
+                        "PRAGMA user_version = {next}; PRAGMA application_id = {};",
+                        schema::APPLICATION_ID
+                    ))
+                })
+                .map_err(|source| StoreError::Migration {
+                    path: shown.clone(),
+                    version: next,
+                    source,
+                })?;
+            tx.commit()?;
+            tracing::info!(version = next, "database migrated");
+        }
+    }
+
+    fn instance_id(&mut self) -> Result<String, StoreError> {
+        let got: Option<String> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'instance'", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        if let Some(id) = got {
+            return Ok(id);
+        }
+        let mut b = [0u8; 8];
+        crate::engine::OsEntropy.fill(&mut b);
+        let id: String = b.iter().map(|x| format!("{x:02x}")).collect();
+        self.conn.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('instance', ?1)",
+            params![id],
+        )?;
+        let id = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'instance'", [], |r| {
+                r.get(0)
+            })?;
+        Ok(id)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A unique id for this database, the prefix of every event id.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    fn clock_state(conn: &Connection) -> Result<Option<ClockState>, StoreError> {
+        let text: Option<String> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'clock'", [], |r| r.get(0))
+            .optional()?;
+        match text {
+            None => Ok(None),
+            Some(t) => serde_json::from_str(&t)
+                .map(Some)
+                .map_err(|e| StoreError::Data(format!("clock state: {e}"))),
+        }
+    }
+
+    fn save_clock_state(conn: &Connection, s: &ClockState) -> Result<(), StoreError> {
+        let text = serde_json::to_string(s).map_err(|e| StoreError::Data(e.to_string()))?;
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('clock', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![text],
+        )?;
+        Ok(())
+    }
+
+    /// The current instant, without writing anything.
+    pub fn now(&self, clock: &dyn Clock) -> Result<Now, StoreError> {
+        let state = Self::clock_state(&self.conn)?;
+        Ok(self.policy.observe(state, &clock.read()).0)
+    }
+
+    /// Saves the clock checkpoint and high-water mark (one small write).
+    pub fn checkpoint_clock(&mut self, clock: &dyn Clock) -> Result<Now, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let state = Self::clock_state(&tx)?;
+        let (now, mut s, _) = self.policy.observe(state, &clock.read());
+        self.policy.checkpoint(&mut s, &now);
+        Self::save_clock_state(&tx, &s)?;
+        tx.commit()?;
+        Ok(now)
+    }
+
+    /// Saves the clock only if it must be (a reboot or a catch-up was detected).
+    pub fn refresh_clock(&mut self, clock: &dyn Clock) -> Result<Now, StoreError> {
+        let state = Self::clock_state(&self.conn)?;
+        let (now, _, changed) = self.policy.observe(state, &clock.read());
+        if changed {
+            return self.checkpoint_clock(clock);
+        }
+        Ok(now)
+    }
+
+    /// Decides and commits one command: the state change, its outbox events, its router jobs and
+    /// its inbox record in one `BEGIN IMMEDIATE` transaction, or nothing at all.
+    /// With a `command_id` the command is applied at most once; a repeat returns the stored result.
+    pub fn apply(
+        &mut self,
+        engine: &Engine,
+        clock: &dyn Clock,
+        rng: &mut dyn Entropy,
+        site: &str,
+        source: &str,
+        command_id: Option<&str>,
+        cmd: &Command,
+    ) -> Result<Applied, ApplyError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(StoreError::from)?;
+        let state = Self::clock_state(&tx)?;
+        let (now, mut clock_state, clock_changed) = self.policy.observe(state, &clock.read());
+        if let Some(id) = command_id {
+            let stored: Option<String> = tx
+                .query_row(
+                    "SELECT result FROM inbox WHERE command_id = ?1",
+                    params![id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(StoreError::from)?;
+            if let Some(text) = stored {
+                return Ok(Applied {
+                    result: serde_json::from_str(&text).unwrap_or(Value::Null),
+                    seqs: vec![],
+                    jobs: 0,
+                    replayed: true,
+                    now,
+                });
+            }
+        }
+        let mut ledger = TxLedger::new(&tx, now);
+        let outcome: Outcome = match engine.decide(cmd, &mut ledger, now, rng) {
+            Ok(o) => o,
+            Err(EngineError::Rejected(r)) => return Err(ApplyError::Rejected(r)),
+            Err(EngineError::Ledger(e)) => return Err(StoreError::Data(e.0).into()),
+        };
+        let wrote = ledger.wrote();
+        if !wrote && outcome.events.is_empty() && outcome.jobs.is_empty() && command_id.is_none()
+        {
+            // Nothing to keep: roll back rather than spend a flash write on it.
+            if clock_changed {
+                self.policy.checkpoint(&mut clock_state, &now);
+                Self::save_clock_state(&tx, &clock_state)?;
+                tx.commit().map_err(StoreError::from)?;
+            }
+            return Ok(Applied {
+                result: outcome.result,
+                seqs: vec![],
+                jobs: 0,
+                replayed: false,
+                now,
+            });
+        }
+        let seqs = write_events(&tx, &self.instance, site, &outcome, &now)?;
+        write_jobs(&tx, &outcome, &now)?;
+        if let Some(id) = command_id {
+            tx.execute(
+                "INSERT INTO inbox (command_id, source, type, status, result, received_at)
+                 VALUES (?1, ?2, ?3, 'applied', ?4, ?5)",
+                params![
+                    id,
+                    source,
+                    cmd.type_name(),
+                    outcome.result.to_string(),
+                    now.wall_ms
+                ],
+            )
+            .map_err(StoreError::from)?;
+        }
+        self.policy.checkpoint(&mut clock_state, &now);
+        Self::save_clock_state(&tx, &clock_state)?;
+        tx.commit().map_err(StoreError::from)?;
+        Ok(Applied {
+            result: outcome.result,
+            seqs,
+            jobs: outcome.jobs.len(),
+            replayed: false,
+            now,
+        })
+    }
+
+    /// The earliest grant deadline (timeline ms), or unused-voucher expiry, if any.
+    pub fn next_deadline(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT min(t) FROM (
+                 SELECT min(deadline) AS t FROM grants WHERE deadline IS NOT NULL
+                 UNION ALL
+                 SELECT min(expires_at) FROM vouchers WHERE state = 'unused' AND expires_at IS NOT NULL)",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Changes whenever another connection (the CLI, another process) commits.
+    pub fn data_version(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?)
+    }
+
+    /// Puts failed (or all pending) jobs back in the queue for an immediate retry.
+    pub fn retry_jobs(&mut self, clock: &dyn Clock, id: Option<i64>) -> Result<usize, StoreError> {
+        let now = self.now(clock)?;
+        let n = self.conn.execute(
+            "UPDATE jobs SET state = 'pending', attempts = 0, next_attempt_at = ?1, updated_at = ?2
+             WHERE state = 'failed' AND (?3 IS NULL OR id = ?3)
+               AND NOT EXISTS (SELECT 1 FROM jobs j2 WHERE j2.state = 'pending'
+                               AND j2.kind = jobs.kind AND j2.target = jobs.target)",
+            params![now.timeline_ms, now.wall_ms, id],
+        )?;
+        Ok(n)
+    }
+
+    /// Checkpoints the WAL into the main file and truncates it (clean shutdown).
+    pub fn close(self) -> Result<(), StoreError> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        self.conn.close().map_err(|(_, e)| StoreError::Sql(e))
+    }
+}
+
+fn write_events(
+    tx: &rusqlite::Transaction<'_>,
+    instance: &str,
+    _site: &str,
+    outcome: &Outcome,
+    now: &Now,
+) -> Result<Vec<i64>, StoreError> {
+    if outcome.events.is_empty() {
+        return Ok(vec![]);
+    }
+    // AUTOINCREMENT keeps seq monotonic even after acknowledged rows are deleted; the seq is
+    // assigned here so the event id (instance-seq) is written with the row, in one statement.
+    let last: i64 = tx
+        .query_row(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'outbox'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or(0);
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO outbox (seq, event_id, type, payload, occurred_at, time_trusted, money)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    let mut seqs = Vec::with_capacity(outcome.events.len());
+    for (i, e) in outcome.events.iter().enumerate() {
+        let seq = last + 1 + i as i64;
+        let (ty, payload) = e.split();
+        stmt.execute(params![
+            seq,
+            format!("{instance}-{seq}"),
+            ty,
+            payload.to_string(),
+            now.wall_ms,
+            now.trusted,
+            e.is_money()
+        ])?;
+        seqs.push(seq);
+    }
+    Ok(seqs)
+}
+
+fn write_jobs(tx: &rusqlite::Transaction<'_>, outcome: &Outcome, now: &Now) -> Result<(), StoreError> {
+    if outcome.jobs.is_empty() {
+        return Ok(());
+    }
+    let max_attempts: i64 = tx
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'job-max-attempts'",
+            [],
+            |r| r.get::<_, String>(0),
+        )
+        .optional()?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO jobs (kind, target, args, state, attempts, max_attempts, next_attempt_at,
+                           created_at, updated_at)
+         VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?5, ?6, ?6)
+         ON CONFLICT (kind, target) WHERE state = 'pending'
+         DO UPDATE SET args = excluded.args, attempts = 0,
+                       next_attempt_at = excluded.next_attempt_at, updated_at = excluded.updated_at",
+    )?;
+    for j in &outcome.jobs {
+        let args = serde_json::to_string(j).map_err(|e| StoreError::Data(e.to_string()))?;
+        stmt.execute(params![
+            j.kind(),
+            j.target(),
+            args,
+            max_attempts,
+            now.timeline_ms,
+            now.wall_ms
+        ])?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Records settings the store needs outside a decision (kept in `meta`).
+    pub fn set_job_max_attempts(&mut self, n: u32) -> Result<(), StoreError> {
+        let current: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'job-max-attempts'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if current.as_deref() != Some(n.to_string().as_str()) {
+            self.conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('job-max-attempts', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![n.to_string()],
+            )?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,252 @@
+//! Human units a technician writes in the config or on the command line: durations (`"1h"`,
+//! `"30d"`, `"1w2d3h"`), byte sizes (`"2GB"`, `"500MiB"`) and RouterOS rate limits (`"2M/5M"`).
+//! Parsing is strict: a value that could be read two ways is an error, not a guess.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A length of time in milliseconds, written like RouterOS does: `1w2d3h4m5s`, `90s`, `250ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Span(pub i64);
+
+impl Span {
+    pub const fn from_secs(s: i64) -> Self {
+        Span(s * 1000)
+    }
+    pub const fn ms(self) -> i64 {
+        self.0
+    }
+}
+
+const UNITS_MS: [(&str, i64); 7] = [
+    ("w", 7 * 86_400_000),
+    ("d", 86_400_000),
+    ("h", 3_600_000),
+    ("ms", 1),
+    ("m", 60_000),
+    ("s", 1000),
+    ("us", 0),
+];
+
+/// Parses `1w2d3h4m5s`, `30d`, `250ms`. A bare number is refused: "30" could be seconds or days.
+pub fn parse_span(text: &str) -> Result<Span, String> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Err("empty duration; write it like \"1h\", \"30m\" or \"7d\"".into());
+    }
+    let mut total: i64 = 0;
+    let mut rest = t;
+    let mut any = false;
+    while !rest.is_empty() {
+        let digits = rest.chars().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 {
+            return Err(format!(
+                "bad duration {text:?}: expected a number at {rest:?} (units: w d h m s ms)"
+            ));
+        }
+        let n: i64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("bad duration {text:?}: number too large"))?;
+        rest = &rest[digits..];
+        let unit = UNITS_MS
+            .iter()
+            .find(|(u, _)| rest.starts_with(u) && !(*u == "m" && rest.starts_with("ms")));
+        let Some((u, ms)) = unit else {
+            return Err(format!(
+                "bad duration {text:?}: missing or unknown unit after {n} (units: w d h m s ms)"
+            ));
+        };
+        rest = &rest[u.len()..];
+        total = n
+            .checked_mul(*ms)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(|| format!("bad duration {text:?}: too large"))?;
+        any = true;
+    }
+    if !any {
+        return Err(format!("bad duration {text:?}"));
+    }
+    Ok(Span(total))
+}
+
+/// Formats like RouterOS (`1d2h3m4s`, `0s`), dropping zero parts.
+pub fn format_span(span: Span) -> String {
+    let mut ms = span.0;
+    if ms == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    if ms < 0 {
+        out.push('-');
+        ms = -ms;
+    }
+    for (u, unit_ms) in [
+        ("w", 7 * 86_400_000),
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+        ("ms", 1),
+    ] {
+        let n = ms / unit_ms;
+        if n > 0 {
+            out.push_str(&format!("{n}{u}"));
+            ms -= n * unit_ms;
+        }
+    }
+    out
+}
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&format_span(*self))
+    }
+}
+
+impl<'de> Deserialize<'de> for Span {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_span(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for Span {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_span(*self))
+    }
+}
+
+/// A byte count. `"2GB"` is 2 * 10^9 (what operators sell), `"2GiB"` is 2 * 2^30.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Bytes(pub u64);
+
+pub fn parse_bytes(text: &str) -> Result<Bytes, String> {
+    let t = text.trim();
+    let digits = t
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .count();
+    if digits == 0 {
+        return Err(format!(
+            "bad size {text:?}: write it like \"500MB\", \"2GB\" or \"1GiB\""
+        ));
+    }
+    let number: f64 = t[..digits]
+        .parse()
+        .map_err(|_| format!("bad size {text:?}: {:?} is not a number", &t[..digits]))?;
+    let mult: f64 = match t[digits..].trim() {
+        "B" => 1.0,
+        "KB" | "kB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "TB" => 1e12,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        "TiB" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        other => {
+            return Err(format!(
+                "bad size {text:?}: unknown unit {other:?} (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)"
+            ))
+        }
+    };
+    let v = number * mult;
+    if !(v.is_finite() && v >= 1.0 && v < 9.0e18) {
+        return Err(format!("bad size {text:?}: out of range"));
+    }
+    Ok(Bytes(v.round() as u64))
+}
+
+pub fn format_bytes(b: u64) -> String {
+    const STEPS: [(&str, f64); 4] = [("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)];
+    for (u, m) in STEPS {
+        if b as f64 >= m {
+            let v = b as f64 / m;
+            return if (v - v.round()).abs() < 1e-9 {
+                format!("{}{u}", v.round() as u64)
+            } else {
+                format!("{v:.2}{u}")
+            };
+        }
+    }
+    format!("{b}B")
+}
+
+impl<'de> Deserialize<'de> for Bytes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_bytes(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for Bytes {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_bytes(self.0))
+    }
+}
+
+/// Checks a RouterOS rate limit: `rx/tx` with optional bursts, e.g. `2M/5M` or
+/// `2M/4M 4M/8M 1M/2M 10/10`. Returned unchanged: it is handed to the router as written.
+pub fn check_rate_limit(text: &str) -> Result<(), String> {
+    let parts: Vec<&str> = text.split_whitespace().collect();
+    if parts.is_empty() || parts.len() > 5 {
+        return Err(format!(
+            "bad rate limit {text:?}: write it like \"2M/5M\" (upload/download, RouterOS form)"
+        ));
+    }
+    for p in parts {
+        let halves: Vec<&str> = p.split('/').collect();
+        if halves.len() != 2 || !halves.iter().all(|h| is_rate(h)) {
+            return Err(format!(
+                "bad rate limit {text:?}: {p:?} is not of the form RATE/RATE (e.g. 512k/2M)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn is_rate(h: &str) -> bool {
+    let h = h.strip_suffix(['k', 'K', 'M', 'G']).unwrap_or(h);
+    !h.is_empty() && h.chars().all(|c| c.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_parse_routeros_form() {
+        assert_eq!(parse_span("1h").unwrap().ms(), 3_600_000);
+        assert_eq!(parse_span("30d").unwrap().ms(), 30 * 86_400_000);
+        assert_eq!(parse_span("1w2d3h4m5s").unwrap().ms(), 788_645_000);
+        assert_eq!(parse_span("250ms").unwrap().ms(), 250);
+        assert_eq!(parse_span("1m30s").unwrap().ms(), 90_000);
+        assert!(parse_span("30").unwrap_err().contains("unit"));
+        assert!(parse_span("1x").is_err());
+        assert!(parse_span("").is_err());
+        assert!(parse_span("h").is_err());
+        assert_eq!(format_span(Span(788_645_000)), "1w2d3h4m5s");
+        assert_eq!(format_span(Span(0)), "0s");
+    }
+
+    #[test]
+    fn bytes_parse_decimal_and_binary() {
+        assert_eq!(parse_bytes("2GB").unwrap().0, 2_000_000_000);
+        assert_eq!(parse_bytes("1GiB").unwrap().0, 1 << 30);
+        assert_eq!(parse_bytes("1.5MB").unwrap().0, 1_500_000);
+        assert!(parse_bytes("2 parsecs").is_err());
+        assert!(parse_bytes("GB").is_err());
+        assert_eq!(format_bytes(2_000_000_000), "2GB");
+        assert_eq!(format_bytes(1_500_000), "1.50MB");
+    }
+
+    #[test]
+    fn rate_limits_follow_routeros_form() {
+        assert!(check_rate_limit("2M/5M").is_ok());
+        assert!(check_rate_limit("512k/2M").is_ok());
+        assert!(check_rate_limit("2M/4M 4M/8M 1M/2M 10/10").is_ok());
+        assert!(check_rate_limit("2M").is_err());
+        assert!(check_rate_limit("fast/slow").is_err());
+    }
+}
