@@ -36,7 +36,6 @@ pub fn sync_config_plans(
     clock: &dyn Clock,
 ) -> Result<(), ApplyError> {
     let engine = engine(config);
-    let site = config.site_id().to_string();
     let wanted = config.plans();
     for p in &wanted {
         let cmd = Command::PlansUpsert(PlanArgs {
@@ -51,7 +50,7 @@ pub fn sync_config_plans(
             devices: Some(p.devices),
             source: Some("config".into()),
         });
-        store.apply(&engine, clock, &mut OsEntropy, &site, "config", None, &cmd)?;
+        store.apply(&engine, clock, &mut OsEntropy, "config", None, &cmd)?;
     }
     let stale: Vec<String> = {
         let mut stmt = store
@@ -69,7 +68,7 @@ pub fn sync_config_plans(
     };
     for id in stale {
         let cmd = Command::PlansRemove(PlanIdArg { id });
-        store.apply(&engine, clock, &mut OsEntropy, &site, "config", None, &cmd)?;
+        store.apply(&engine, clock, &mut OsEntropy, "config", None, &cmd)?;
     }
     Ok(())
 }

@@ -299,7 +299,10 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
 
 fn run_daemon(config: Config) -> i32 {
     crate::logging::init(&config.log);
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -358,7 +361,10 @@ struct Ctx<'a, W: Write> {
 fn command_id() -> String {
     let mut b = [0u8; 8];
     crate::engine::Entropy::fill(&mut OsEntropy, &mut b);
-    format!("cli-{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>())
+    format!(
+        "cli-{}",
+        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+    )
 }
 
 impl<W: Write> Ctx<'_, W> {
@@ -368,7 +374,6 @@ impl<W: Write> Ctx<'_, W> {
             &app::engine(self.config),
             self.clock,
             &mut OsEntropy,
-            self.config.site_id(),
             "cli",
             Some(&id),
             &cmd,
@@ -377,7 +382,11 @@ impl<W: Write> Ctx<'_, W> {
     }
 
     fn print_json(&mut self, v: &Value) -> Result<(), CliError> {
-        writeln!(self.out, "{}", serde_json::to_string_pretty(v).unwrap_or_default())?;
+        writeln!(
+            self.out,
+            "{}",
+            serde_json::to_string_pretty(v).unwrap_or_default()
+        )?;
         Ok(())
     }
 
@@ -407,7 +416,11 @@ impl<W: Write> Ctx<'_, W> {
                     (_, Value::String(s)) => s.clone(),
                     (_, other) => other.to_string(),
                 };
-                let key = if k == "time-left-ms" { "time-left" } else { k.as_str() };
+                let key = if k == "time-left-ms" {
+                    "time-left"
+                } else {
+                    k.as_str()
+                };
                 writeln!(self.out, "  {key}: {text}")?;
             }
         }
@@ -484,7 +497,11 @@ impl<W: Write> Ctx<'_, W> {
                         r["occurred-at"].as_str().unwrap_or(""),
                         r["type"].as_str().unwrap_or(""),
                         r["payload"],
-                        if r["time-trusted"] == json!(false) { "  (clock not trusted)" } else { "" }
+                        if r["time-trusted"] == json!(false) {
+                            "  (clock not trusted)"
+                        } else {
+                            ""
+                        }
                     )?;
                 }
                 if rows.is_empty() {
@@ -563,12 +580,17 @@ impl<W: Write> Ctx<'_, W> {
                 batch,
                 limit,
             } => {
-                let t = self
-                    .store
-                    .view_vouchers(now, state.as_deref(), batch.as_deref(), *limit)?;
+                let t =
+                    self.store
+                        .view_vouchers(now, state.as_deref(), batch.as_deref(), *limit)?;
                 self.print_table(t)
             }
-            VouchersCmd::Redeem { code, mac, ip, user } => {
+            VouchersCmd::Redeem {
+                code,
+                mac,
+                ip,
+                user,
+            } => {
                 let r = self.apply(Command::VoucherRedeem(RedeemArgs {
                     code: code.clone(),
                     mac: mac.clone(),
@@ -614,7 +636,10 @@ impl<W: Write> Ctx<'_, W> {
                             g["time"].as_str().unwrap_or(""),
                             g["time-left"].as_str().unwrap_or(""),
                             format_bytes(g["bytes-used"].as_u64().unwrap_or(0)),
-                            g["ends"].as_str().map(|e| format!(" ends {e}")).unwrap_or_default(),
+                            g["ends"]
+                                .as_str()
+                                .map(|e| format!(" ends {e}"))
+                                .unwrap_or_default(),
                         )?;
                     }
                     Ok(())
@@ -662,7 +687,11 @@ fn render_status(v: &Value) -> String {
     s.push_str(&format!(
         "clock           {} ({})\n",
         txt(g("/clock/now")),
-        if g("/clock/trusted") == json!(true) { "trusted" } else { "NOT trusted: waiting for NTP" }
+        if g("/clock/trusted") == json!(true) {
+            "trusted"
+        } else {
+            "NOT trusted: waiting for NTP"
+        }
     ));
     s.push_str(&format!(
         "database        {} (schema {}, {} bytes)\n",

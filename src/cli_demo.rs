@@ -76,16 +76,34 @@ devices = 2
     run_args(
         &cfg_path,
         &[
-            "payments", "record", "--provider", "cash", "--reference", "CASH-0001", "--phone",
-            "254700000001", "--plan", "quick", "--mac", "AA:BB:CC:00:00:01",
+            "payments",
+            "record",
+            "--provider",
+            "cash",
+            "--reference",
+            "CASH-0001",
+            "--phone",
+            "254700000001",
+            "--plan",
+            "quick",
+            "--mac",
+            "AA:BB:CC:00:00:01",
         ],
     );
     step("the same receipt is recorded again (M-Pesa callbacks repeat): it buys nothing");
     run_args(
         &cfg_path,
         &[
-            "payments", "record", "--provider", "cash", "--reference", "CASH-0001", "--phone",
-            "254700000001", "--plan", "quick",
+            "payments",
+            "record",
+            "--provider",
+            "cash",
+            "--reference",
+            "CASH-0001",
+            "--phone",
+            "254700000001",
+            "--plan",
+            "quick",
         ],
     );
     step("the attendant prints two vouchers for the double plan; one is redeemed");
@@ -105,7 +123,10 @@ devices = 2
         }
     };
     drop(store);
-    run_args(&cfg_path, &["vouchers", "generate", "--plan", "double", "--count", "2"]);
+    run_args(
+        &cfg_path,
+        &["vouchers", "generate", "--plan", "double", "--count", "2"],
+    );
     let code = {
         let store = crate::app::open_store(&config, &SystemClock, false);
         let Ok(store) = store else { return 74 };
@@ -117,7 +138,10 @@ devices = 2
             .and_then(|t| t.rows.first().and_then(|r| r[0].as_str().map(String::from)))
             .unwrap_or_default()
     };
-    run_args(&cfg_path, &["vouchers", "redeem", &code, "--mac", "AA:BB:CC:00:00:02"]);
+    run_args(
+        &cfg_path,
+        &["vouchers", "redeem", &code, "--mac", "AA:BB:CC:00:00:02"],
+    );
     step("the same code typed again is refused");
     run_args(&cfg_path, &["vouchers", "redeem", &code]);
     step("users now");
@@ -127,7 +151,10 @@ devices = 2
         seconds * 2
     ));
     crate::logging::init(&config.log);
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: {e}");
@@ -142,8 +169,12 @@ devices = 2
                 let Ok(store) = crate::app::open_store(&watch_cfg, &SystemClock, false) else {
                     continue;
                 };
-                let Ok(now) = store.now(&SystemClock) else { continue };
-                let Ok(t) = store.view_users(&now, None, 0) else { continue };
+                let Ok(now) = store.now(&SystemClock) else {
+                    continue;
+                };
+                let Ok(t) = store.view_users(&now, None, 0) else {
+                    continue;
+                };
                 let line: Vec<String> = t
                     .rows
                     .iter()

@@ -291,7 +291,10 @@ mod tests {
         c.set_wall(NOW - 5 * HOUR);
         let (n1, s, _) = p.observe(Some(s), &c.read());
         assert_eq!(n1.timeline_ms - n0.timeline_ms, HOUR);
-        assert!(!n1.trusted, "a wall clock behind the high-water mark is not trusted");
+        assert!(
+            !n1.trusted,
+            "a wall clock behind the high-water mark is not trusted"
+        );
         c.set_wall(NOW + 100 * HOUR);
         let (n2, _, _) = p.observe(Some(s), &c.read());
         assert_eq!(n2.timeline_ms, n1.timeline_ms);
@@ -330,7 +333,10 @@ mod tests {
         // Off for 3 h, boots at 1970, runs 10 min untrusted, then NTP syncs.
         c.reboot(3 * HOUR, 0);
         let (n1, mut s, _) = p.observe(Some(s), &c.read());
-        assert_eq!(n1.timeline_ms, n0.timeline_ms, "nothing charged while untrusted");
+        assert_eq!(
+            n1.timeline_ms, n0.timeline_ms,
+            "nothing charged while untrusted"
+        );
         p.checkpoint(&mut s, &n1);
         c.advance(10 * 60_000);
         c.set_wall(NOW + 3 * HOUR + 10 * 60_000);

@@ -373,14 +373,14 @@ fn check(c: &Config) -> Result<Vec<String>, (std::ops::Range<usize>, String)> {
         if p.time.ms() <= 0 {
             return Err((
                 p.id.span(),
-                format!("plan {:?}: time must be more than 0s", p.id.get_ref().as_str()),
+                format!(
+                    "plan {:?}: time must be more than 0s",
+                    p.id.get_ref().as_str()
+                ),
             ));
         }
         if *p.devices.get_ref() == 0 {
-            return Err((
-                p.devices.span(),
-                "devices must be at least 1".to_string(),
-            ));
+            return Err((p.devices.span(), "devices must be at least 1".to_string()));
         }
         if let Some(r) = &p.rate_limit {
             check_rate_limit(r.get_ref()).map_err(|m| (r.span(), m))?;
@@ -405,7 +405,10 @@ fn check(c: &Config) -> Result<Vec<String>, (std::ops::Range<usize>, String)> {
         ));
     }
     if c.enforcement.job_max_attempts == 0 {
-        return Err((0..0, "[enforcement] job-max-attempts must be at least 1".into()));
+        return Err((
+            0..0,
+            "[enforcement] job-max-attempts must be at least 1".into(),
+        ));
     }
     for (name, span) in [
         ("usage-poll", c.enforcement.usage_poll),
@@ -492,9 +495,17 @@ time = "1h"
     #[test]
     fn bad_values_are_located() {
         let text = GOOD.replace("time = \"1h\"", "time = \"1 hour\"");
-        assert!(err(&text).starts_with("c.toml:10:8: bad duration"), "{}", err(&text));
+        assert!(
+            err(&text).starts_with("c.toml:10:8: bad duration"),
+            "{}",
+            err(&text)
+        );
         let text = format!("{GOOD}rate-limit = \"fast\"\n");
-        assert!(err(&text).starts_with("c.toml:11:14: bad rate limit"), "{}", err(&text));
+        assert!(
+            err(&text).starts_with("c.toml:11:14: bad rate limit"),
+            "{}",
+            err(&text)
+        );
         let text = format!("{GOOD}\n[mqtt]\nurl = \"x\"\n");
         assert!(err(&text).contains("[mqtt] is reserved"), "{}", err(&text));
     }

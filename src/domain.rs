@@ -77,7 +77,9 @@ impl FromStr for Validity {
         match s {
             "wall" => Ok(Validity::Wall),
             "uptime" => Ok(Validity::Uptime),
-            _ => Err(format!("bad validity mode {s:?}: use \"wall\" or \"uptime\"")),
+            _ => Err(format!(
+                "bad validity mode {s:?}: use \"wall\" or \"uptime\""
+            )),
         }
     }
 }

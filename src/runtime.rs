@@ -96,7 +96,6 @@ async fn deadline_loop(
 ) -> Result<(), RunError> {
     tokio::pin!(shutdown);
     let engine = Arc::new(app::engine(config));
-    let site: Arc<str> = Arc::from(config.site_id());
     let checkpoint_every = config.enforcement.clock_checkpoint.ms();
     let mut last_checkpoint = i64::MIN;
     let mut last_due = None;
@@ -126,11 +125,18 @@ async fn deadline_loop(
                 }
             }
             last_due = Some(due);
-            let (e, c, site) = (engine.clone(), d.clock.clone(), site.clone());
+            let (e, c) = (engine.clone(), d.clock.clone());
             let applied = d
                 .store
                 .call(move |s| {
-                    s.apply(&e, c.as_ref(), &mut OsEntropy, &site, "timer", None, &Command::Tick)
+                    s.apply(
+                        &e,
+                        c.as_ref(),
+                        &mut OsEntropy,
+                        "timer",
+                        None,
+                        &Command::Tick,
+                    )
                 })
                 .await?;
             match applied {
@@ -160,7 +166,10 @@ async fn deadline_loop(
 /// Completes on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => tracing::info!("SIGTERM: stopping"),

@@ -152,7 +152,7 @@ pub fn parse_bytes(text: &str) -> Result<Bytes, String> {
         }
     };
     let v = number * mult;
-    if !(v.is_finite() && v >= 1.0 && v < 9.0e18) {
+    if !(v.is_finite() && (1.0..9.0e18).contains(&v)) {
         return Err(format!("bad size {text:?}: out of range"));
     }
     Ok(Bytes(v.round() as u64))

@@ -17,7 +17,9 @@ pub fn deadline(g: &Grant) -> Option<i64> {
 pub fn time_left(g: &Grant, now: i64) -> i64 {
     let left = match (g.state, g.validity) {
         (GrantState::Queued, _) => g.time_ms,
-        (GrantState::Running, Validity::Wall) => g.started_at.map_or(g.time_ms, |s| s + g.time_ms - now),
+        (GrantState::Running, Validity::Wall) => {
+            g.started_at.map_or(g.time_ms, |s| s + g.time_ms - now)
+        }
         (GrantState::Running, Validity::Uptime) => {
             g.time_ms - g.used_ms - g.meter_since.map_or(0, |m| (now - m).max(0))
         }

@@ -275,7 +275,9 @@ fn normalise_phone(p: &str) -> Result<String, EngineError> {
     if (7..=15).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit()) {
         Ok(t)
     } else {
-        Err(bad(format!("bad phone number {p:?}: use 7 to 15 digits, e.g. 254712345678")))
+        Err(bad(format!(
+            "bad phone number {p:?}: use 7 to 15 digits, e.g. 254712345678"
+        )))
     }
 }
 
@@ -405,7 +407,10 @@ impl Cx<'_> {
         let mut ended_any = false;
         loop {
             let open = self.l.open_grants(user.id)?;
-            let running = open.iter().find(|g| g.state == GrantState::Running).cloned();
+            let running = open
+                .iter()
+                .find(|g| g.state == GrantState::Running)
+                .cloned();
             let mut queued = open.into_iter().find(|g| g.state == GrantState::Queued);
             match running {
                 Some(mut g) => match grants::deadline(&g) {
@@ -428,8 +433,7 @@ impl Cx<'_> {
                 },
             }
         }
-        if ended_any && user.state == UserState::Active && self.l.open_grants(user.id)?.is_empty()
-        {
+        if ended_any && user.state == UserState::Active && self.l.open_grants(user.id)?.is_empty() {
             self.expire(user, "time")?;
         }
         Ok(())
@@ -525,7 +529,9 @@ impl Cx<'_> {
         let provider = a.provider.trim().to_ascii_lowercase();
         if provider.is_empty()
             || provider.len() > 16
-            || !provider.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            || !provider
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         {
             return Err(bad(format!(
                 "bad provider {:?}: use a short name such as mpesa or cash",
@@ -578,7 +584,10 @@ impl Cx<'_> {
                     _ => self.fresh_username()?,
                 };
                 let password = self.password();
-                (self.create_user(username, password, phone.clone(), mac.clone())?, true)
+                (
+                    self.create_user(username, password, phone.clone(), mac.clone())?,
+                    true,
+                )
             }
         };
         let grant = self.add_grant(
@@ -687,7 +696,9 @@ impl Cx<'_> {
             codes: codes.clone(),
             expires_at: expires_wall.clone(),
         });
-        Ok(json!({"batch": batch, "plan": plan.plan.id.as_str(), "codes": codes, "expires-at": expires_wall}))
+        Ok(
+            json!({"batch": batch, "plan": plan.plan.id.as_str(), "codes": codes, "expires-at": expires_wall}),
+        )
     }
 
     fn redeem(&mut self, a: &command::RedeemArgs) -> Result<Value, EngineError> {
@@ -725,10 +736,7 @@ impl Cx<'_> {
             Some(name) => {
                 let u = self.user(name)?;
                 if u.state == UserState::Suspended {
-                    return reject(
-                        RejectCode::Suspended,
-                        format!("user {name:?} is suspended"),
-                    );
+                    return reject(RejectCode::Suspended, format!("user {name:?} is suspended"));
                 }
                 (u, false)
             }
@@ -743,7 +751,10 @@ impl Cx<'_> {
                         format!("a user named {username:?} already exists"),
                     );
                 }
-                (self.create_user(username, password, None, mac.clone())?, true)
+                (
+                    self.create_user(username, password, None, mac.clone())?,
+                    true,
+                )
             }
         };
         let grant = self.add_grant(
@@ -888,7 +899,9 @@ impl Cx<'_> {
     fn resume(&mut self, a: &command::UserArg) -> Result<Value, EngineError> {
         let mut user = self.user(&a.user)?;
         if user.state != UserState::Suspended {
-            return Ok(json!({"user": user.username, "state": user.state.as_str(), "changed": false}));
+            return Ok(
+                json!({"user": user.username, "state": user.state.as_str(), "changed": false}),
+            );
         }
         user.state = if self.l.open_grants(user.id)?.is_empty() {
             UserState::Expired
@@ -940,13 +953,20 @@ impl Cx<'_> {
                 .transpose()
                 .map_err(bad)?
                 .unwrap_or(Validity::Wall),
-            data: a.data.as_deref().map(parse_bytes).transpose().map_err(bad)?,
+            data: a
+                .data
+                .as_deref()
+                .map(parse_bytes)
+                .transpose()
+                .map_err(bad)?,
             rate_limit: a.rate_limit.clone(),
             devices,
         };
         let source = a.source.clone().unwrap_or_else(|| "cli".into());
         if !["config", "cloud", "cli"].contains(&source.as_str()) {
-            return Err(bad(format!("bad plan source {source:?}: config, cloud or cli")));
+            return Err(bad(format!(
+                "bad plan source {source:?}: config, cloud or cli"
+            )));
         }
         let changed = match self.l.plan(plan.id.as_str())? {
             Some(old) => !(old.active && old.plan == plan && old.source == source),
@@ -971,12 +991,8 @@ impl Cx<'_> {
         }
         // Kept, not deleted: grants already sold still refer to it.
         self.l.put_plan(&p.plan, &p.source, false)?;
-        self.emit(Event::PlanRemoved {
-            plan: a.id.clone(),
-        });
-        self.job(Job::SyncPlan {
-            plan: a.id.clone(),
-        });
+        self.emit(Event::PlanRemoved { plan: a.id.clone() });
+        self.job(Job::SyncPlan { plan: a.id.clone() });
         Ok(json!({"plan": a.id, "changed": true}))
     }
 
@@ -1026,7 +1042,10 @@ impl Cx<'_> {
         if active.len() as u32 >= devices {
             return reject(
                 RejectCode::TooManyDevices,
-                format!("this account is already in use on {} device(s)", active.len()),
+                format!(
+                    "this account is already in use on {} device(s)",
+                    active.len()
+                ),
             );
         }
         let mut session = Session {
@@ -1046,7 +1065,9 @@ impl Cx<'_> {
         let mut current = current;
         match current.state {
             GrantState::Queued => self.start_grant(&user, &mut current, at, true)?,
-            GrantState::Running if current.validity == Validity::Uptime && current.meter_since.is_none() => {
+            GrantState::Running
+                if current.validity == Validity::Uptime && current.meter_since.is_none() =>
+            {
                 current.meter_since = Some(at);
                 current.deadline = grants::deadline(&current);
                 self.l.update_grant(&current)?;
@@ -1071,7 +1092,11 @@ impl Cx<'_> {
         let metering = !self.l.active_sessions(user.id)?.is_empty();
         while delta > 0 {
             let open = self.l.open_grants(user.id)?;
-            let Some(mut g) = open.iter().find(|g| g.state == GrantState::Running).cloned() else {
+            let Some(mut g) = open
+                .iter()
+                .find(|g| g.state == GrantState::Running)
+                .cloned()
+            else {
                 return Ok(());
             };
             match g.data_bytes {
@@ -1109,8 +1134,16 @@ impl Cx<'_> {
                 continue;
             };
             // A counter that went down was reset by the NAS: all of it is new traffic.
-            let d_in = if c.bytes_in >= s.bytes_in { c.bytes_in - s.bytes_in } else { c.bytes_in };
-            let d_out = if c.bytes_out >= s.bytes_out { c.bytes_out - s.bytes_out } else { c.bytes_out };
+            let d_in = if c.bytes_in >= s.bytes_in {
+                c.bytes_in - s.bytes_in
+            } else {
+                c.bytes_in
+            };
+            let d_out = if c.bytes_out >= s.bytes_out {
+                c.bytes_out - s.bytes_out
+            } else {
+                c.bytes_out
+            };
             if d_in + d_out == 0 {
                 continue;
             }
@@ -1188,7 +1221,9 @@ impl Cx<'_> {
         for mut v in self.l.vouchers_due(self.now.timeline_ms)? {
             v.state = VoucherState::Expired;
             self.l.update_voucher(&v)?;
-            self.emit(Event::VoucherExpired { code: v.code.clone() });
+            self.emit(Event::VoucherExpired {
+                code: v.code.clone(),
+            });
             expired_vouchers += 1;
         }
         let users_expired = self.out.events[before..]

@@ -27,7 +27,10 @@ impl<'t> TxLedger<'t> {
     }
     fn exec(&mut self, sql: &str, p: impl rusqlite::Params) -> LResult<usize> {
         self.wrote = true;
-        self.tx.prepare_cached(sql).and_then(|mut s| s.execute(p)).map_err(err)
+        self.tx
+            .prepare_cached(sql)
+            .and_then(|mut s| s.execute(p))
+            .map_err(err)
     }
     fn insert(&mut self, sql: &str, p: impl rusqlite::Params) -> LResult<i64> {
         self.exec(sql, p)?;
@@ -78,7 +81,8 @@ fn validity(s: String) -> rusqlite::Result<Validity> {
 }
 
 fn opt_mac(s: Option<String>) -> rusqlite::Result<Option<Mac>> {
-    s.map(|m| Mac::parse(&m).map_err(|_| bad("mac", &m))).transpose()
+    s.map(|m| Mac::parse(&m).map_err(|_| bad("mac", &m)))
+        .transpose()
 }
 
 const USER_COLS: &str = "id, username, password, phone, mac, state, created_at";
@@ -95,7 +99,8 @@ fn user_row(r: &Row<'_>) -> rusqlite::Result<User> {
     })
 }
 
-pub(crate) const GRANT_COLS: &str = "id, user_id, plan_id, source, validity, time_ms, data_bytes, state, \
+pub(crate) const GRANT_COLS: &str =
+    "id, user_id, plan_id, source, validity, time_ms, data_bytes, state, \
      started_at, meter_since, used_ms, bytes_used, deadline, ended_at, end_reason";
 pub(crate) fn grant_row(r: &Row<'_>) -> rusqlite::Result<Grant> {
     let state: String = r.get(7)?;
@@ -389,7 +394,13 @@ impl Ledger for TxLedger<'_> {
         self.exec(
             "UPDATE vouchers SET state = ?2, redeemed_at = ?3, user_id = ?4, grant_id = ?5
              WHERE code = ?1",
-            params![v.code, v.state.as_str(), v.redeemed_at, v.user_id, v.grant_id],
+            params![
+                v.code,
+                v.state.as_str(),
+                v.redeemed_at,
+                v.user_id,
+                v.grant_id
+            ],
         )?;
         Ok(())
     }

@@ -103,7 +103,10 @@ impl Store {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
                 path: shown.clone(),
-                source: rusqlite::Error::InvalidPath(PathBuf::from(format!("{}: {e}", dir.display()))),
+                source: rusqlite::Error::InvalidPath(PathBuf::from(format!(
+                    "{}: {e}",
+                    dir.display()
+                ))),
             })?;
         }
         let conn = Connection::open_with_flags(
@@ -275,7 +278,9 @@ impl Store {
 
     fn clock_state(conn: &Connection) -> Result<Option<ClockState>, StoreError> {
         let text: Option<String> = conn
-            .query_row("SELECT value FROM meta WHERE key = 'clock'", [], |r| r.get(0))
+            .query_row("SELECT value FROM meta WHERE key = 'clock'", [], |r| {
+                r.get(0)
+            })
             .optional()?;
         match text {
             None => Ok(None),
@@ -327,90 +332,113 @@ impl Store {
     /// Decides and commits one command: the state change, its outbox events, its router jobs and
     /// its inbox record in one `BEGIN IMMEDIATE` transaction, or nothing at all.
     /// With a `command_id` the command is applied at most once; a repeat returns the stored result.
+    #[allow(clippy::too_many_arguments)]
     pub fn apply(
         &mut self,
         engine: &Engine,
         clock: &dyn Clock,
         rng: &mut dyn Entropy,
-        site: &str,
         source: &str,
         command_id: Option<&str>,
         cmd: &Command,
     ) -> Result<Applied, ApplyError> {
+        let mut results = self.apply_many(engine, clock, rng, source, &[(command_id, cmd)])?;
+        match results.pop() {
+            Some(Ok(a)) => Ok(a),
+            Some(Err(r)) => Err(ApplyError::Rejected(r)),
+            None => Err(StoreError::Data("no result".into()).into()),
+        }
+    }
+
+    /// Applies several commands in one transaction (one fsync), each inside its own savepoint:
+    /// a refused command changes nothing and does not stop the others.
+    pub fn apply_many(
+        &mut self,
+        engine: &Engine,
+        clock: &dyn Clock,
+        rng: &mut dyn Entropy,
+        source: &str,
+        cmds: &[(Option<&str>, &Command)],
+    ) -> Result<Vec<Result<Applied, Rejection>>, StoreError> {
         let tx = self
             .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(StoreError::from)?;
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let state = Self::clock_state(&tx)?;
         let (now, mut clock_state, clock_changed) = self.policy.observe(state, &clock.read());
-        if let Some(id) = command_id {
-            let stored: Option<String> = tx
-                .query_row(
-                    "SELECT result FROM inbox WHERE command_id = ?1",
-                    params![id],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(StoreError::from)?;
-            if let Some(text) = stored {
-                return Ok(Applied {
-                    result: serde_json::from_str(&text).unwrap_or(Value::Null),
-                    seqs: vec![],
-                    jobs: 0,
-                    replayed: true,
-                    now,
-                });
+        let mut results = Vec::with_capacity(cmds.len());
+        let mut wrote = false;
+        for (command_id, cmd) in cmds {
+            if let Some(id) = command_id {
+                let stored: Option<String> = tx
+                    .query_row(
+                        "SELECT result FROM inbox WHERE command_id = ?1",
+                        params![id],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if let Some(text) = stored {
+                    results.push(Ok(Applied {
+                        result: serde_json::from_str(&text).unwrap_or(Value::Null),
+                        seqs: vec![],
+                        jobs: 0,
+                        replayed: true,
+                        now,
+                    }));
+                    continue;
+                }
             }
-        }
-        let mut ledger = TxLedger::new(&tx, now);
-        let outcome: Outcome = match engine.decide(cmd, &mut ledger, now, rng) {
-            Ok(o) => o,
-            Err(EngineError::Rejected(r)) => return Err(ApplyError::Rejected(r)),
-            Err(EngineError::Ledger(e)) => return Err(StoreError::Data(e.0).into()),
-        };
-        let wrote = ledger.wrote();
-        if !wrote && outcome.events.is_empty() && outcome.jobs.is_empty() && command_id.is_none()
-        {
-            // Nothing to keep: roll back rather than spend a flash write on it.
-            if clock_changed {
-                self.policy.checkpoint(&mut clock_state, &now);
-                Self::save_clock_state(&tx, &clock_state)?;
-                tx.commit().map_err(StoreError::from)?;
+            tx.execute_batch("SAVEPOINT command")?;
+            let mut ledger = TxLedger::new(&tx, now);
+            let decided = engine.decide(cmd, &mut ledger, now, rng);
+            let ledger_wrote = ledger.wrote();
+            let outcome = match decided {
+                Ok(o) => o,
+                Err(e) => {
+                    tx.execute_batch("ROLLBACK TO command; RELEASE command")?;
+                    match e {
+                        EngineError::Rejected(r) => {
+                            results.push(Err(r));
+                            continue;
+                        }
+                        EngineError::Ledger(e) => return Err(StoreError::Data(e.0)),
+                    }
+                }
+            };
+            let seqs = write_events(&tx, &self.instance, &outcome, &now)?;
+            write_jobs(&tx, &outcome, &now)?;
+            if let Some(id) = command_id {
+                tx.execute(
+                    "INSERT INTO inbox (command_id, source, type, status, result, received_at)
+                     VALUES (?1, ?2, ?3, 'applied', ?4, ?5)",
+                    params![
+                        id,
+                        source,
+                        cmd.type_name(),
+                        outcome.result.to_string(),
+                        now.wall_ms
+                    ],
+                )?;
             }
-            return Ok(Applied {
+            tx.execute_batch("RELEASE command")?;
+            wrote |= ledger_wrote
+                || !outcome.events.is_empty()
+                || !outcome.jobs.is_empty()
+                || command_id.is_some();
+            results.push(Ok(Applied {
                 result: outcome.result,
-                seqs: vec![],
-                jobs: 0,
+                seqs,
+                jobs: outcome.jobs.len(),
                 replayed: false,
                 now,
-            });
+            }));
         }
-        let seqs = write_events(&tx, &self.instance, site, &outcome, &now)?;
-        write_jobs(&tx, &outcome, &now)?;
-        if let Some(id) = command_id {
-            tx.execute(
-                "INSERT INTO inbox (command_id, source, type, status, result, received_at)
-                 VALUES (?1, ?2, ?3, 'applied', ?4, ?5)",
-                params![
-                    id,
-                    source,
-                    cmd.type_name(),
-                    outcome.result.to_string(),
-                    now.wall_ms
-                ],
-            )
-            .map_err(StoreError::from)?;
+        if wrote || clock_changed {
+            self.policy.checkpoint(&mut clock_state, &now);
+            Self::save_clock_state(&tx, &clock_state)?;
+            tx.commit()?;
         }
-        self.policy.checkpoint(&mut clock_state, &now);
-        Self::save_clock_state(&tx, &clock_state)?;
-        tx.commit().map_err(StoreError::from)?;
-        Ok(Applied {
-            result: outcome.result,
-            seqs,
-            jobs: outcome.jobs.len(),
-            replayed: false,
-            now,
-        })
+        // Otherwise dropping `tx` rolls back: nothing to keep, no flash write spent on it.
+        Ok(results)
     }
 
     /// The earliest grant deadline (timeline ms), or unused-voucher expiry, if any.
@@ -423,6 +451,12 @@ impl Store {
             [],
             |r| r.get(0),
         )?)
+    }
+
+    /// Rows this connection has inserted, updated or deleted since it opened (tests use it to
+    /// prove that an idle tick writes nothing to flash).
+    pub fn total_changes(&self) -> u64 {
+        self.conn.total_changes()
     }
 
     /// Changes whenever another connection (the CLI, another process) commits.
@@ -456,7 +490,6 @@ impl Store {
 fn write_events(
     tx: &rusqlite::Transaction<'_>,
     instance: &str,
-    _site: &str,
     outcome: &Outcome,
     now: &Now,
 ) -> Result<Vec<i64>, StoreError> {
@@ -495,7 +528,11 @@ fn write_events(
     Ok(seqs)
 }
 
-fn write_jobs(tx: &rusqlite::Transaction<'_>, outcome: &Outcome, now: &Now) -> Result<(), StoreError> {
+fn write_jobs(
+    tx: &rusqlite::Transaction<'_>,
+    outcome: &Outcome,
+    now: &Now,
+) -> Result<(), StoreError> {
     if outcome.jobs.is_empty() {
         return Ok(());
     }

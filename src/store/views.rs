@@ -46,7 +46,11 @@ impl Table {
             Value::String(s) => s.clone(),
             other => other.to_string(),
         };
-        let cells: Vec<Vec<String>> = self.rows.iter().map(|r| r.iter().map(cell).collect()).collect();
+        let cells: Vec<Vec<String>> = self
+            .rows
+            .iter()
+            .map(|r| r.iter().map(cell).collect())
+            .collect();
         let mut widths: Vec<usize> = self.columns.iter().map(|c| c.len()).collect();
         for r in &cells {
             for (i, c) in r.iter().enumerate() {
@@ -64,7 +68,15 @@ impl Table {
             }
             s.trim_end().to_string() + "\n"
         };
-        let mut out = line(self.columns.iter().map(|c| c.to_uppercase()).collect::<Vec<_>>().iter().map(String::as_str).collect());
+        let mut out = line(
+            self.columns
+                .iter()
+                .map(|c| c.to_uppercase())
+                .collect::<Vec<_>>()
+                .iter()
+                .map(String::as_str)
+                .collect(),
+        );
         for r in &cells {
             out.push_str(&line(r.iter().map(String::as_str).collect()));
         }
@@ -91,12 +103,21 @@ fn lim(n: usize) -> i64 {
 impl Store {
     pub fn view_plans(&self) -> Result<Table, StoreError> {
         let mut t = Table::new(&[
-            "id", "name", "price", "currency", "time", "validity", "data", "rate-limit",
-            "devices", "on-sale", "source",
+            "id",
+            "name",
+            "price",
+            "currency",
+            "time",
+            "validity",
+            "data",
+            "rate-limit",
+            "devices",
+            "on-sale",
+            "source",
         ]);
-        let mut stmt = self
-            .conn
-            .prepare(&format!("SELECT {PLAN_COLS} FROM plans ORDER BY active DESC, price, id"))?;
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {PLAN_COLS} FROM plans ORDER BY active DESC, price, id"
+        ))?;
         for p in stmt.query_map([], plan_row)? {
             let p = p?;
             let plan = p.plan;
@@ -154,8 +175,16 @@ impl Store {
 
     pub fn view_payments(&self, limit: usize) -> Result<Table, StoreError> {
         let mut t = Table::new(&[
-            "id", "provider", "reference", "phone", "amount", "currency", "plan", "user",
-            "received", "time-trusted",
+            "id",
+            "provider",
+            "reference",
+            "phone",
+            "amount",
+            "currency",
+            "plan",
+            "user",
+            "received",
+            "time-trusted",
         ]);
         let mut stmt = self.conn.prepare(
             "SELECT p.id, p.provider, p.reference, p.phone, p.amount, p.currency, p.plan_id,
@@ -200,7 +229,14 @@ impl Store {
         limit: usize,
     ) -> Result<Table, StoreError> {
         let mut t = Table::new(&[
-            "user", "state", "phone", "mac", "time-left", "data-left", "ends", "sessions",
+            "user",
+            "state",
+            "phone",
+            "mac",
+            "time-left",
+            "data-left",
+            "ends",
+            "sessions",
         ]);
         let mut stmt = self.conn.prepare(
             "SELECT u.id, u.username, u.state, u.phone, u.mac,
@@ -297,8 +333,16 @@ impl Store {
         limit: usize,
     ) -> Result<Table, StoreError> {
         let mut t = Table::new(&[
-            "session", "user", "nas-session", "mac", "ip", "started", "ended", "bytes-in",
-            "bytes-out", "end-reason",
+            "session",
+            "user",
+            "nas-session",
+            "mac",
+            "ip",
+            "started",
+            "ended",
+            "bytes-in",
+            "bytes-out",
+            "end-reason",
         ]);
         let mut stmt = self.conn.prepare(
             "SELECT s.id, u.username, s.nas_session_id, s.mac, s.ip, s.started_at, s.ended_at,
@@ -328,7 +372,12 @@ impl Store {
     }
 
     /// Outbox rows as the cloud will receive them (docs/events.md), oldest first.
-    pub fn view_outbox(&self, site: &str, after_seq: i64, limit: usize) -> Result<Vec<Value>, StoreError> {
+    pub fn view_outbox(
+        &self,
+        site: &str,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<Value>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT seq, event_id, type, payload, occurred_at, time_trusted FROM outbox
              WHERE seq > ?1 ORDER BY seq LIMIT ?2",
@@ -357,7 +406,11 @@ impl Store {
             )?;
         let last_seq: i64 = self
             .conn
-            .query_row("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'", [], |r| r.get(0))
+            .query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'outbox'",
+                [],
+                |r| r.get(0),
+            )
             .optional()?
             .unwrap_or(0);
         let mut by_type = Map::new();
@@ -379,9 +432,21 @@ impl Store {
         }))
     }
 
-    pub fn view_jobs(&self, now: &Now, state: Option<&str>, limit: usize) -> Result<Table, StoreError> {
+    pub fn view_jobs(
+        &self,
+        now: &Now,
+        state: Option<&str>,
+        limit: usize,
+    ) -> Result<Table, StoreError> {
         let mut t = Table::new(&[
-            "id", "kind", "target", "state", "attempts", "next-attempt", "last-error", "updated",
+            "id",
+            "kind",
+            "target",
+            "state",
+            "attempts",
+            "next-attempt",
+            "last-error",
+            "updated",
         ]);
         let mut stmt = self.conn.prepare(
             "SELECT id, kind, target, state, attempts, max_attempts, next_attempt_at, last_error,
@@ -397,7 +462,11 @@ impl Store {
                 json!(r.get::<_, String>(2)?),
                 json!(st.clone()),
                 json!(format!("{}/{}", r.get::<_, i64>(4)?, r.get::<_, i64>(5)?)),
-                if st == "pending" { time(Some(now.wall_at(next))) } else { Value::Null },
+                if st == "pending" {
+                    time(Some(now.wall_at(next)))
+                } else {
+                    Value::Null
+                },
                 json!(r.get::<_, Option<String>>(7)?),
                 time(r.get(8)?),
             ])
@@ -413,7 +482,9 @@ impl Store {
             Ok(self.conn.query_row(sql, [], |r| r.get(0))?)
         };
         let mut users = Map::new();
-        let mut stmt = self.conn.prepare("SELECT state, count(*) FROM users GROUP BY state")?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT state, count(*) FROM users GROUP BY state")?;
         for r in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
             let (s, n) = r?;
             users.insert(s, json!(n));
