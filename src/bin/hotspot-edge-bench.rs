@@ -1,1 +1,337 @@
-fn main() {}
+//! Benchmarks and the crash-safety child process. Not shipped to devices.
+//!
+//! - `apply-rate`: durable command apply rate against a raw rusqlite insert loop, same pragmas.
+//! - `startup`: start-up time and RSS with many users and a large outbox.
+//! - `crash-child`: applies payments and reports each commit, for the SIGKILL test.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use hotspot_edge::clock::{SystemClock, TimePolicy};
+use hotspot_edge::engine::command::{PaymentArgs, PlanArgs};
+use hotspot_edge::engine::{Command, Engine, OsEntropy, Settings};
+use hotspot_edge::store::{OpenOptions, Store};
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Payments/s through the engine (one transaction each, and batched) against raw inserts.
+    ApplyRate {
+        #[arg(long, default_value_t = 2000)]
+        count: usize,
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+        /// Directory for the databases (a real disk, not tmpfs, for honest fsync figures).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Builds a database with many users and outbox rows, then times opening it in a new process.
+    Startup {
+        #[arg(long, default_value_t = 100_000)]
+        users: usize,
+        #[arg(long, default_value_t = 1_000_000)]
+        outbox: usize,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// (internal) Opens a database as the daemon does and reports time and RSS.
+    StartupProbe {
+        #[arg(long)]
+        db: PathBuf,
+    },
+    /// (internal) Applies payments P<start>..P<count>, printing `committed P<i>` after each.
+    CrashChild {
+        #[arg(long)]
+        db: PathBuf,
+        #[arg(long)]
+        count: usize,
+        #[arg(long, default_value_t = 0)]
+        start: usize,
+    },
+}
+
+fn options(check: bool) -> OpenOptions {
+    OpenOptions {
+        busy_timeout: Duration::from_secs(5),
+        check,
+        policy: TimePolicy::new(7 * 86_400_000),
+    }
+}
+
+fn plan_cmd() -> Command {
+    Command::PlansUpsert(PlanArgs {
+        id: "bench".into(),
+        name: "bench plan".into(),
+        price: 1000,
+        currency: "KES".into(),
+        time: "1h".into(),
+        validity: Some("wall".into()),
+        data: None,
+        rate_limit: None,
+        devices: Some(1),
+        source: Some("cli".into()),
+    })
+}
+
+fn payment(i: usize) -> Command {
+    Command::PaymentConfirmed(PaymentArgs {
+        provider: "mpesa".into(),
+        reference: format!("P{i:07}"),
+        // Every tenth customer buys again: extensions as well as new users.
+        phone: Some(format!("2547{:08}", i - i % 10 * usize::from(i % 10 == 9))),
+        amount: None,
+        plan: "bench".into(),
+        mac: None,
+        ip: None,
+    })
+}
+
+fn open(path: &Path, check: bool) -> Store {
+    match Store::open(path, &options(check)) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(74);
+        }
+    }
+}
+
+fn engine() -> Engine {
+    Engine::new(Settings::default())
+}
+
+fn rss_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn work_dir(dir: Option<PathBuf>) -> PathBuf {
+    let base = dir.unwrap_or_else(|| PathBuf::from("target/bench-data"));
+    let d = base.join(format!("run-{}", std::process::id()));
+    std::fs::create_dir_all(&d).expect("create bench directory");
+    d
+}
+
+/// The baseline: the same durable insert of a payment row, straight through rusqlite.
+fn raw_inserts(path: &Path, count: usize, batch: usize) -> f64 {
+    let conn = rusqlite::Connection::open(path).expect("open raw db");
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;
+         CREATE TABLE payments (id INTEGER PRIMARY KEY, provider TEXT NOT NULL,
+             reference TEXT NOT NULL, phone TEXT, amount INTEGER NOT NULL, plan_id TEXT NOT NULL,
+             received_at INTEGER NOT NULL, UNIQUE (provider, reference));",
+    )
+    .expect("raw schema");
+    let t = Instant::now();
+    let mut i = 0;
+    while i < count {
+        conn.execute_batch("BEGIN IMMEDIATE").expect("begin");
+        for _ in 0..batch.min(count - i) {
+            conn.execute(
+                "INSERT INTO payments (provider, reference, phone, amount, plan_id, received_at)
+                 VALUES ('mpesa', ?1, ?2, 1000, 'bench', ?3)",
+                rusqlite::params![format!("P{i:07}"), format!("2547{i:08}"), i as i64],
+            )
+            .expect("insert");
+            i += 1;
+        }
+        conn.execute_batch("COMMIT").expect("commit");
+    }
+    count as f64 / t.elapsed().as_secs_f64()
+}
+
+fn engine_applies(path: &Path, count: usize, batch: usize) -> f64 {
+    let mut store = open(path, false);
+    let engine = engine();
+    store
+        .apply(
+            &engine,
+            &SystemClock,
+            &mut OsEntropy,
+            "bench",
+            None,
+            &plan_cmd(),
+        )
+        .expect("plan");
+    let cmds: Vec<Command> = (1..=count).map(payment).collect();
+    let t = Instant::now();
+    for chunk in cmds.chunks(batch) {
+        let refs: Vec<(Option<&str>, &Command)> = chunk.iter().map(|c| (None, c)).collect();
+        let results = store
+            .apply_many(&engine, &SystemClock, &mut OsEntropy, "bench", &refs)
+            .expect("apply");
+        assert!(
+            results.iter().all(|r| r.is_ok()),
+            "a bench payment was refused"
+        );
+    }
+    count as f64 / t.elapsed().as_secs_f64()
+}
+
+fn apply_rate(count: usize, batch: usize, dir: Option<PathBuf>) {
+    let d = work_dir(dir);
+    println!(
+        "apply-rate: {count} payments, batch {batch}, databases in {}",
+        d.display()
+    );
+    let raw1 = raw_inserts(&d.join("raw1.db"), count, 1);
+    let eng1 = engine_applies(&d.join("eng1.db"), count, 1);
+    let raw_b = raw_inserts(&d.join("rawb.db"), count, batch);
+    let eng_b = engine_applies(&d.join("engb.db"), count, batch);
+    println!(
+        "one transaction each: engine {eng1:.0}/s, raw rusqlite {raw1:.0}/s, ratio {:.2}",
+        eng1 / raw1
+    );
+    println!(
+        "batched ({batch}/txn):   engine {eng_b:.0}/s, raw rusqlite {raw_b:.0}/s, ratio {:.2}",
+        eng_b / raw_b
+    );
+    println!("engine batched vs raw one-each: {:.2}", eng_b / raw1);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+fn startup(users: usize, outbox: usize, dir: Option<PathBuf>) {
+    let d = work_dir(dir);
+    let path = d.join("big.db");
+    let t = Instant::now();
+    {
+        let mut store = open(&path, false);
+        let engine = engine();
+        store
+            .apply(
+                &engine,
+                &SystemClock,
+                &mut OsEntropy,
+                "bench",
+                None,
+                &plan_cmd(),
+            )
+            .expect("plan");
+        let cmds: Vec<Command> = (1..=users).map(payment).collect();
+        for chunk in cmds.chunks(2000) {
+            let refs: Vec<(Option<&str>, &Command)> = chunk.iter().map(|c| (None, c)).collect();
+            store
+                .apply_many(&engine, &SystemClock, &mut OsEntropy, "bench", &refs)
+                .expect("apply");
+        }
+        store.close().expect("close");
+    }
+    // Top the outbox up to `outbox` rows with the payload size of a real event.
+    let conn = rusqlite::Connection::open(&path).expect("open");
+    let have: i64 = conn
+        .query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))
+        .expect("count");
+    conn.execute_batch("BEGIN").expect("begin");
+    {
+        let mut stmt = conn
+            .prepare(
+                "INSERT INTO outbox (event_id, type, payload, occurred_at, time_trusted, money)
+                 VALUES ('bench-' || ?1, 'session.ended', ?2, ?1, 1, 0)",
+            )
+            .expect("prepare");
+        let payload = r#"{"session":12345,"user":"k7m2qp","reason":"user-request","bytes-in":123456789,"bytes-out":987654321,"duration-ms":3600000}"#;
+        for i in have..outbox as i64 {
+            stmt.execute(rusqlite::params![i, payload]).expect("insert");
+        }
+    }
+    conn.execute_batch("COMMIT; PRAGMA wal_checkpoint(TRUNCATE);")
+        .expect("commit");
+    drop(conn);
+    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "startup: built {users} users, {outbox} outbox rows, {:.1} MB, in {:.1} s",
+        size as f64 / 1e6,
+        t.elapsed().as_secs_f64()
+    );
+    let me = std::env::current_exe().expect("current exe");
+    for _ in 0..3 {
+        let out = std::process::Command::new(&me)
+            .args(["startup-probe", "--db"])
+            .arg(&path)
+            .output()
+            .expect("run probe");
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+fn startup_probe(db: &Path) {
+    let rss0 = rss_kib("VmRSS:");
+    let t = Instant::now();
+    let store = open(db, true);
+    let t_open = t.elapsed();
+    let now = store.now(&SystemClock).expect("now");
+    let next = store.next_deadline().expect("deadline");
+    let status = store.status("bench", &now).expect("status");
+    let t_ready = t.elapsed();
+    println!(
+        "probe: open+quick_check {:.0} ms, ready (deadline {}, status) {:.0} ms, RSS before {} KiB, after {} KiB, peak {} KiB, users {}",
+        t_open.as_secs_f64() * 1e3,
+        next.is_some(),
+        t_ready.as_secs_f64() * 1e3,
+        rss0,
+        rss_kib("VmRSS:"),
+        rss_kib("VmHWM:"),
+        status["users"]
+    );
+}
+
+fn crash_child(db: &Path, count: usize, start: usize) {
+    let mut store = open(db, false);
+    let engine = engine();
+    store
+        .apply(
+            &engine,
+            &SystemClock,
+            &mut OsEntropy,
+            "bench",
+            None,
+            &plan_cmd(),
+        )
+        .expect("plan");
+    let stdout = std::io::stdout();
+    for i in start..count {
+        let r = store.apply(
+            &engine,
+            &SystemClock,
+            &mut OsEntropy,
+            "crash",
+            None,
+            &payment(i + 1),
+        );
+        match r {
+            Ok(_) => {
+                let mut out = stdout.lock();
+                let _ = writeln!(out, "committed P{:07}", i + 1);
+                let _ = out.flush();
+            }
+            Err(e) => {
+                eprintln!("error at P{:07}: {e}", i + 1);
+                std::process::exit(1);
+            }
+        }
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::ApplyRate { count, batch, dir } => apply_rate(count, batch.max(1), dir),
+        Cmd::Startup { users, outbox, dir } => startup(users, outbox, dir),
+        Cmd::StartupProbe { db } => startup_probe(&db),
+        Cmd::CrashChild { db, count, start } => crash_child(&db, count, start),
+    }
+}

@@ -1,0 +1,384 @@
+//! The `hotspot-edge` binary as a technician uses it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_hotspot-edge");
+
+struct Env {
+    _dir: tempfile::TempDir,
+    config: PathBuf,
+    db: PathBuf,
+}
+
+fn env_with(plans: &str) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state/h.db");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[site]\nid = \"cli-test\"\n\n[store]\npath = \"{}\"\n\n{plans}",
+            db.display()
+        ),
+    )
+    .unwrap();
+    Env {
+        _dir: dir,
+        config,
+        db,
+    }
+}
+
+const PLANS: &str = r#"
+[[plans]]
+id = "1h"
+name = "1 hour"
+price = 1000
+currency = "KES"
+time = "1h"
+
+[[plans]]
+id = "blink"
+name = "2 seconds"
+price = 10
+currency = "KES"
+time = "2s"
+"#;
+
+fn run(config: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("-c")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn json(config: &Path, args: &[&str]) -> Value {
+    let mut a = vec!["--json"];
+    a.extend_from_slice(args);
+    let o = run(config, &a);
+    assert!(o.status.success(), "{args:?} failed: {}", stderr(&o));
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {}", stdout(&o)))
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+#[test]
+fn check_config_names_file_line_and_column_and_exits_78() {
+    let cases = [
+        ("bad-unknown-key.toml", "10:1: unknown field `colour`, expected one of `id`, `name`, `price`, `currency`, `time`, `validity`, `data`, `rate-limit`, `devices`"),
+        ("bad-duration.toml", "9:8: bad duration \"one hour\": expected a number at \"one hour\" (units: w d h m s ms)"),
+        ("bad-site-id.toml", "2:6: bad site id \"Nairobi/Market\": use 1-64 characters of a-z, 0-9, '-' or '_' (it becomes part of MQTT topics)"),
+        ("bad-syntax.toml", "3:21: invalid basic string, expected `\"`"),
+        ("bad-duplicate-plan.toml", "12:6: duplicate plan id \"1h\""),
+        ("bad-reserved-mqtt.toml", "4:1: [mqtt] is reserved for a later release: this build does not support it yet; remove the section"),
+    ];
+    for (file, msg) in cases {
+        let path = fixture(file);
+        // -c is accepted after the subcommand as well as before it.
+        let o = Command::new(BIN)
+            .args(["check-config", "-c"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(78), "{file}");
+        assert_eq!(
+            stderr(&o).trim(),
+            format!("{}:{msg}", path.display()),
+            "{file}"
+        );
+        assert!(stdout(&o).is_empty());
+    }
+    let missing = fixture("does-not-exist.toml");
+    let o = run(&missing, &["check-config"]);
+    assert_eq!(o.status.code(), Some(78));
+    assert!(stderr(&o).contains("cannot read"), "{}", stderr(&o));
+}
+
+#[test]
+fn every_shipped_config_is_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let o = run(&path, &["check-config"]);
+        assert!(o.status.success(), "{}: {}", path.display(), stderr(&o));
+        assert!(stdout(&o).starts_with("ok\n"), "{}", stdout(&o));
+        n += 1;
+    }
+    assert!(n >= 2);
+}
+
+#[test]
+fn check_config_prints_warnings_after_ok() {
+    let e = env_with("");
+    let o = run(&e.config, &["check-config"]);
+    assert!(o.status.success());
+    let text = stdout(&o);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "ok");
+    assert!(lines.contains(
+        &"warning: no [[plans]]: nothing can be sold until plans are added here or pushed by the cloud"
+    ), "{text}");
+}
+
+#[test]
+fn vouchers_generate_redeem_and_refuse_a_second_redemption() {
+    let e = env_with(PLANS);
+    let o = run(
+        &e.config,
+        &[
+            "vouchers", "generate", "--plan", "1h", "--count", "3", "--format", "csv",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("code,plan,batch,expires"));
+    let codes: Vec<String> = lines
+        .map(|l| l.split(',').next().unwrap().to_string())
+        .collect();
+    assert_eq!(codes.len(), 3);
+    let o = run(
+        &e.config,
+        &[
+            "vouchers",
+            "redeem",
+            &codes[0],
+            "--mac",
+            "aa:bb:cc:dd:ee:01",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains(&format!("user: {}", codes[0])));
+    let o = run(&e.config, &["vouchers", "redeem", &codes[0]]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("already redeemed"), "{}", stderr(&o));
+    let list = json(&e.config, &["vouchers", "list"]);
+    let states: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states.iter().filter(|s| **s == "redeemed").count(), 1);
+    assert_eq!(states.iter().filter(|s| **s == "unused").count(), 2);
+    let o = run(&e.config, &["vouchers", "revoke", &codes[1]]);
+    assert!(o.status.success());
+    let o = run(&e.config, &["vouchers", "redeem", &codes[1]]);
+    assert!(stderr(&o).contains("revoked"));
+}
+
+#[test]
+fn a_payment_recorded_twice_buys_one_grant() {
+    let e = env_with(PLANS);
+    let args = [
+        "payments",
+        "record",
+        "--provider",
+        "mpesa",
+        "--reference",
+        "QK12ABC345",
+        "--phone",
+        "254712345678",
+        "--plan",
+        "1h",
+    ];
+    let first = json(&e.config, &args);
+    let second = json(&e.config, &args);
+    assert_eq!(first["duplicate"], false);
+    assert_eq!(second["duplicate"], true);
+    assert_eq!(first["user"], second["user"]);
+    let payments = json(&e.config, &["payments", "list"]);
+    assert_eq!(payments.as_array().unwrap().len(), 1);
+    let user = first["user"].as_str().unwrap();
+    let shown = json(&e.config, &["users", "show", user]);
+    assert_eq!(shown["grants"].as_array().unwrap().len(), 1);
+    assert_eq!(shown["phone"], "254712345678");
+    // People get words, not JSON.
+    let o = run(&e.config, &args);
+    assert!(stdout(&o).starts_with("duplicate: QK12ABC345 was already recorded; nothing changed"));
+}
+
+#[test]
+fn json_output_parses_for_every_listing() {
+    let e = env_with(PLANS);
+    json(
+        &e.config,
+        &[
+            "payments",
+            "record",
+            "--provider",
+            "cash",
+            "--reference",
+            "C1",
+            "--plan",
+            "1h",
+        ],
+    );
+    for args in [
+        &["status"][..],
+        &["plans", "list"],
+        &["vouchers", "list"],
+        &["payments", "list"],
+        &["users", "list"],
+        &["sessions", "list", "--active"],
+        &["outbox", "list"],
+        &["outbox", "stats"],
+        &["jobs", "list"],
+    ] {
+        let v = json(&e.config, args);
+        assert!(v.is_array() || v.is_object(), "{args:?}");
+    }
+    let plans = json(&e.config, &["plans", "list"]);
+    assert_eq!(plans.as_array().unwrap().len(), 2);
+    let status = json(&e.config, &["status"]);
+    assert_eq!(status["site"], "cli-test");
+    assert_eq!(status["payments"], 1);
+    assert_eq!(status["database"]["schema-version"], 2);
+    let outbox = json(&e.config, &["outbox", "list"]);
+    assert_eq!(outbox[0]["type"], "plan.upserted");
+}
+
+#[test]
+fn users_suspend_resume_and_extend() {
+    let e = env_with(PLANS);
+    let r = json(
+        &e.config,
+        &[
+            "payments",
+            "record",
+            "--provider",
+            "cash",
+            "--reference",
+            "C1",
+            "--plan",
+            "1h",
+        ],
+    );
+    let user = r["user"].as_str().unwrap();
+    json(&e.config, &["users", "suspend", user, "--reason", "abuse"]);
+    assert_eq!(
+        json(&e.config, &["users", "show", user])["state"],
+        "suspended"
+    );
+    json(&e.config, &["users", "resume", user]);
+    let r = json(&e.config, &["users", "extend", user, "--time", "30m"]);
+    assert_eq!(r["time-left-ms"], 90 * 60 * 1000);
+    let o = run(&e.config, &["users", "extend", "nobody", "--time", "30m"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("unknown user \"nobody\""));
+    let jobs = json(&e.config, &["jobs", "list"]);
+    assert!(jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|j| j["kind"] == "disconnect-user"));
+}
+
+#[test]
+fn usage_errors_exit_64() {
+    let o = Command::new(BIN).arg("frobnicate").output().unwrap();
+    assert_eq!(o.status.code(), Some(64));
+}
+
+#[test]
+fn run_refuses_an_unusable_database_with_a_clear_message() {
+    let e = env_with(PLANS);
+    std::fs::create_dir_all(e.db.parent().unwrap()).unwrap();
+    std::fs::write(&e.db, vec![0x42u8; 8192]).unwrap();
+    let o = run(&e.config, &["run"]);
+    assert_eq!(o.status.code(), Some(74));
+    assert!(
+        stderr(&o).contains("not a hotspot-edge database"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// The daemon expires a grant sold by the CLI in another process, and stops cleanly on SIGTERM
+/// with the WAL checkpointed into the database file.
+#[test]
+fn run_expires_what_the_cli_sold_and_stops_on_sigterm() {
+    let e = env_with(PLANS);
+    let daemon = Command::new(BIN)
+        .arg("-c")
+        .arg(&e.config)
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let r = json(
+        &e.config,
+        &[
+            "payments",
+            "record",
+            "--provider",
+            "cash",
+            "--reference",
+            "C1",
+            "--plan",
+            "blink",
+            "--mac",
+            "AA:BB:CC:DD:EE:01",
+        ],
+    );
+    let user = r["user"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let shown = json(&e.config, &["users", "show", &user]);
+        if shown["state"] == "expired" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the daemon did not expire {user}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let outbox = json(&e.config, &["outbox", "list"]);
+    assert!(outbox
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|ev| ev["type"] == "user.expired"));
+    let ok = Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let out = daemon.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("SIGTERM: stopping") && log.contains("hotspot-edge stopped"),
+        "{log}"
+    );
+    let wal = PathBuf::from(format!("{}-wal", e.db.display()));
+    let wal_len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    assert_eq!(wal_len, 0, "WAL not checkpointed at shutdown");
+}
