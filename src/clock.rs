@@ -27,13 +27,19 @@ pub trait Clock: Send + Sync {
 }
 
 /// The device's clocks.
+///
+/// Boot time comes from `/proc/uptime` (CLOCK_BOOTTIME, 10 ms resolution, the same for every
+/// process) read once per process, then advanced with `Instant` for millisecond precision. A
+/// direct `clock_gettime` through a syscall crate was tried first and read garbage on 32-bit MIPS
+/// musl (a 64-bit time_t mismatch); std's `Instant` and this file are right on every target.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn read(&self) -> Reading {
-        let ts = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
-        let boot_ms = ts.tv_sec * 1000 + i64::from(ts.tv_nsec as i32 / 1_000_000);
+        static BASE: std::sync::OnceLock<(i64, std::time::Instant)> = std::sync::OnceLock::new();
+        let (base_ms, base) = BASE.get_or_init(|| (uptime_ms(), std::time::Instant::now()));
+        let boot_ms = base_ms + base.elapsed().as_millis() as i64;
         let wall_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
@@ -44,6 +50,23 @@ impl Clock for SystemClock {
             wall_ms,
         }
     }
+}
+
+/// Milliseconds since boot from `/proc/uptime` ("849.73 1119.08"); 0 where there is none.
+fn uptime_ms() -> i64 {
+    std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|s| parse_uptime_ms(&s))
+        .unwrap_or(0)
+}
+
+fn parse_uptime_ms(text: &str) -> Option<i64> {
+    let first = text.split_whitespace().next()?;
+    let (secs, frac) = first.split_once('.').unwrap_or((first, "0"));
+    let secs: i64 = secs.parse().ok()?;
+    let frac = format!("{frac:0<3}");
+    let ms: i64 = frac.get(..3)?.parse().ok()?;
+    Some(secs * 1000 + ms)
 }
 
 fn boot_id() -> String {
@@ -274,6 +297,25 @@ mod tests {
             build_ms: BUILD,
             max_offline_charge_ms: 7 * 24 * HOUR,
         }
+    }
+
+    #[test]
+    fn uptime_is_read_to_the_millisecond() {
+        assert_eq!(parse_uptime_ms("849.73 1119.08\n"), Some(849_730));
+        assert_eq!(parse_uptime_ms("12.5 3.0"), Some(12_500));
+        assert_eq!(parse_uptime_ms("7 1"), Some(7_000));
+        assert_eq!(parse_uptime_ms("garbage"), None);
+    }
+
+    #[test]
+    fn system_boot_clock_agrees_with_proc_uptime() {
+        let r = SystemClock.read();
+        let up = uptime_ms();
+        assert!(
+            r.boot_ms > 0 && (r.boot_ms - up).abs() < 1000,
+            "{} vs {up}",
+            r.boot_ms
+        );
     }
 
     #[test]
