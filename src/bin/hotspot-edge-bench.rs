@@ -118,6 +118,18 @@ fn rss_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Bytes this process has caused to be written to storage (what wears flash).
+fn written_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("write_bytes:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
 fn work_dir(dir: Option<PathBuf>) -> PathBuf {
     let base = dir.unwrap_or_else(|| PathBuf::from("target/bench-data"));
     let d = base.join(format!("run-{}", std::process::id()));
@@ -129,7 +141,7 @@ fn work_dir(dir: Option<PathBuf>) -> PathBuf {
 fn raw_inserts(path: &Path, count: usize, batch: usize) -> f64 {
     let conn = rusqlite::Connection::open(path).expect("open raw db");
     conn.execute_batch(
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;
+        "PRAGMA page_size=1024; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;
          CREATE TABLE payments (id INTEGER PRIMARY KEY, provider TEXT NOT NULL,
              reference TEXT NOT NULL, phone TEXT, amount INTEGER NOT NULL, plan_id TEXT NOT NULL,
              received_at INTEGER NOT NULL, UNIQUE (provider, reference));",
@@ -187,10 +199,23 @@ fn apply_rate(count: usize, batch: usize, dir: Option<PathBuf>) {
         "apply-rate: {count} payments, batch {batch}, databases in {}",
         d.display()
     );
+    let w0 = written_bytes();
     let raw1 = raw_inserts(&d.join("raw1.db"), count, 1);
+    let w1 = written_bytes();
     let eng1 = engine_applies(&d.join("eng1.db"), count, 1);
+    let w2 = written_bytes();
     let raw_b = raw_inserts(&d.join("rawb.db"), count, batch);
+    let w3 = written_bytes();
     let eng_b = engine_applies(&d.join("engb.db"), count, batch);
+    let w4 = written_bytes();
+    let per = |a: u64, b: u64| (b - a) as f64 / count as f64 / 1024.0;
+    println!(
+        "storage written per payment: engine {:.1} KiB one-each, {:.1} KiB batched; raw {:.1} / {:.1} KiB",
+        per(w1, w2),
+        per(w3, w4),
+        per(w0, w1),
+        per(w2, w3)
+    );
     println!(
         "one transaction each: engine {eng1:.0}/s, raw rusqlite {raw1:.0}/s, ratio {:.2}",
         eng1 / raw1

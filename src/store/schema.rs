@@ -90,7 +90,8 @@ CREATE INDEX vouchers_due ON vouchers (expires_at) WHERE state = 'unused' AND ex
 
 CREATE TABLE outbox (
     seq          INTEGER PRIMARY KEY AUTOINCREMENT,
-    event_id     TEXT NOT NULL UNIQUE,
+    -- <database instance>-<seq>: unique by construction, so no index of its own.
+    event_id     TEXT NOT NULL,
     type         TEXT NOT NULL,
     payload      TEXT NOT NULL,
     occurred_at  INTEGER NOT NULL,
@@ -138,8 +139,8 @@ CREATE TABLE jobs (
     created_at      INTEGER NOT NULL,
     updated_at      INTEGER NOT NULL
 );
+-- Also how a worker finds the pending jobs: there are few, so no index on next_attempt_at.
 CREATE UNIQUE INDEX jobs_pending_target ON jobs (kind, target) WHERE state = 'pending';
-CREATE INDEX jobs_due ON jobs (next_attempt_at) WHERE state = 'pending';
 
 CREATE TABLE audit (
     id           INTEGER PRIMARY KEY,
