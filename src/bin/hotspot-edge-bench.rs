@@ -80,12 +80,14 @@ fn plan_cmd() -> Command {
     })
 }
 
-fn payment(i: usize) -> Command {
+/// Payment number `i`. With `repeat_buyers`, every tenth customer buys again (an extension
+/// rather than a new user), as at a real site.
+fn payment(i: usize, repeat_buyers: bool) -> Command {
+    let customer = if repeat_buyers && i % 10 == 9 { i - 9 } else { i };
     Command::PaymentConfirmed(PaymentArgs {
         provider: "mpesa".into(),
         reference: format!("P{i:07}"),
-        // Every tenth customer buys again: extensions as well as new users.
-        phone: Some(format!("2547{:08}", i - i % 10 * usize::from(i % 10 == 9))),
+        phone: Some(format!("2547{customer:08}")),
         amount: None,
         plan: "bench".into(),
         mac: None,
@@ -178,7 +180,7 @@ fn engine_applies(path: &Path, count: usize, batch: usize) -> f64 {
             &plan_cmd(),
         )
         .expect("plan");
-    let cmds: Vec<Command> = (1..=count).map(payment).collect();
+    let cmds: Vec<Command> = (1..=count).map(|i| payment(i, true)).collect();
     let t = Instant::now();
     for chunk in cmds.chunks(batch) {
         let refs: Vec<(Option<&str>, &Command)> = chunk.iter().map(|c| (None, c)).collect();
@@ -245,7 +247,7 @@ fn startup(users: usize, outbox: usize, dir: Option<PathBuf>) {
                 &plan_cmd(),
             )
             .expect("plan");
-        let cmds: Vec<Command> = (1..=users).map(payment).collect();
+        let cmds: Vec<Command> = (1..=users).map(|i| payment(i, false)).collect();
         for chunk in cmds.chunks(2000) {
             let refs: Vec<(Option<&str>, &Command)> = chunk.iter().map(|c| (None, c)).collect();
             store
@@ -294,21 +296,27 @@ fn startup(users: usize, outbox: usize, dir: Option<PathBuf>) {
 }
 
 fn startup_probe(db: &Path) {
+    // What `run` does before it serves: open with quick_check, then find the next deadline.
     let rss0 = rss_kib("VmRSS:");
     let t = Instant::now();
-    let store = open(db, true);
+    let mut store = open(db, true);
     let t_open = t.elapsed();
-    let now = store.now(&SystemClock).expect("now");
+    store.refresh_clock(&SystemClock).expect("clock");
     let next = store.next_deadline().expect("deadline");
-    let status = store.status("bench", &now).expect("status");
     let t_ready = t.elapsed();
+    let rss_ready = rss_kib("VmRSS:");
+    let now = store.now(&SystemClock).expect("now");
+    let t = Instant::now();
+    let status = store.status("bench", &now).expect("status");
+    let t_status = t.elapsed();
     println!(
-        "probe: open+quick_check {:.0} ms, ready (deadline {}, status) {:.0} ms, RSS before {} KiB, after {} KiB, peak {} KiB, users {}",
+        "probe: open+quick_check {:.0} ms, ready to serve {:.0} ms (next deadline found: {}), RSS {} KiB before, {} KiB ready; `status` {:.0} ms, peak RSS {} KiB; users {}",
         t_open.as_secs_f64() * 1e3,
-        next.is_some(),
         t_ready.as_secs_f64() * 1e3,
+        next.is_some(),
         rss0,
-        rss_kib("VmRSS:"),
+        rss_ready,
+        t_status.as_secs_f64() * 1e3,
         rss_kib("VmHWM:"),
         status["users"]
     );
@@ -335,7 +343,7 @@ fn crash_child(db: &Path, count: usize, start: usize) {
             &mut OsEntropy,
             "crash",
             None,
-            &payment(i + 1),
+            &payment(i + 1, true),
         );
         match r {
             Ok(_) => {
