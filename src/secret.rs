@@ -49,6 +49,27 @@ pub fn read_secret_file(path: &Path) -> Result<Secret, String> {
     Ok(Secret(value.to_string()))
 }
 
+/// Resolves a secret that a config may give inline (`password = "..."`) or, preferably, in a
+/// file (`password-file = "/etc/hotspot-edge/router.pass"`). Returns the secret and, for an
+/// inline value, a warning for `check-config`. Both at once is an error: which one was meant?
+pub fn resolve(
+    key: &str,
+    inline: Option<&Secret>,
+    file: Option<&Path>,
+) -> Result<(Option<Secret>, Option<String>), String> {
+    match (inline, file) {
+        (Some(_), Some(_)) => Err(format!("give {key} or {key}-file, not both")),
+        (None, Some(path)) => read_secret_file(path).map(|s| (Some(s), None)),
+        (Some(s), None) => Ok((
+            Some(s.clone()),
+            Some(format!(
+                "{key} is written inline; put it in a file readable only by the daemon and use {key}-file"
+            )),
+        )),
+        (None, None) => Ok((None, None)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,6 +80,28 @@ mod tests {
         assert_eq!(format!("{s:?}"), "Secret(***)");
         assert_eq!(format!("{s}"), "***");
         assert_eq!(s.expose(), "hunter2-very-secret");
+    }
+
+    #[test]
+    fn resolve_prefers_files_and_warns_about_inline_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k");
+        std::fs::write(&p, "from-file\n").unwrap();
+        let inline = Secret::new("inline-value");
+        let (s, w) = resolve("password", None, Some(&p)).unwrap();
+        assert_eq!(s.unwrap().expose(), "from-file");
+        assert!(w.is_none());
+        let (s, w) = resolve("password", Some(&inline), None).unwrap();
+        assert_eq!(s.unwrap().expose(), "inline-value");
+        let w = w.unwrap();
+        assert!(
+            w.contains("password-file") && !w.contains("inline-value"),
+            "{w}"
+        );
+        assert!(resolve("password", Some(&inline), Some(&p))
+            .unwrap_err()
+            .contains("not both"));
+        assert_eq!(resolve("password", None, None).unwrap().0, None);
     }
 
     #[test]

@@ -382,3 +382,49 @@ fn run_expires_what_the_cli_sold_and_stops_on_sigterm() {
     let wal_len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
     assert_eq!(wal_len, 0, "WAL not checkpointed at shutdown");
 }
+
+#[test]
+fn failed_jobs_can_be_retried() {
+    let e = env_with(PLANS);
+    let r = json(
+        &e.config,
+        &[
+            "payments",
+            "record",
+            "--provider",
+            "cash",
+            "--reference",
+            "C1",
+            "--plan",
+            "1h",
+        ],
+    );
+    let user = r["user"].as_str().unwrap();
+    // What a router worker does after the last failed attempt.
+    let conn = rusqlite::Connection::open(&e.db).unwrap();
+    let n = conn
+        .execute(
+            "UPDATE jobs SET state = 'failed', attempts = 10, last_error = 'timeout' WHERE target = ?1",
+            [user],
+        )
+        .unwrap();
+    assert!(n >= 1);
+    drop(conn);
+    let failed = json(&e.config, &["jobs", "list", "--state", "failed"]);
+    assert_eq!(failed.as_array().unwrap().len(), n);
+    assert_eq!(failed[0]["last-error"], "timeout");
+    let r = json(&e.config, &["jobs", "retry"]);
+    assert_eq!(r["requeued"], n);
+    assert!(json(&e.config, &["jobs", "list", "--state", "failed"])
+        .as_array()
+        .unwrap()
+        .is_empty());
+    let pending = json(&e.config, &["jobs", "list", "--state", "pending"]);
+    assert!(pending
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|j| j["attempts"] == "0/10"));
+    let o = run(&e.config, &["jobs", "retry", "999"]);
+    assert_eq!(o.status.code(), Some(1));
+}

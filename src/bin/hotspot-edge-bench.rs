@@ -83,7 +83,11 @@ fn plan_cmd() -> Command {
 /// Payment number `i`. With `repeat_buyers`, every tenth customer buys again (an extension
 /// rather than a new user), as at a real site.
 fn payment(i: usize, repeat_buyers: bool) -> Command {
-    let customer = if repeat_buyers && i % 10 == 9 { i - 9 } else { i };
+    let customer = if repeat_buyers && i % 10 == 9 {
+        i - 9
+    } else {
+        i
+    };
     Command::PaymentConfirmed(PaymentArgs {
         provider: "mpesa".into(),
         reference: format!("P{i:07}"),
