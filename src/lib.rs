@@ -11,6 +11,7 @@ pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod logging;
+pub mod routeros;
 pub mod runtime;
 pub mod secret;
 pub mod store;

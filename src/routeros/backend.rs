@@ -1,0 +1,376 @@
+//! Hotspot operations on a RouterOS router. Every write is confirmed by reading it back: with
+//! mikrotik-rs 0.10 the outcome of an `add` is unknown (a success may arrive as a protocol-error
+//! trap, and the `=ret=` id is dropped), so "upsert" is find by name, then add or set, then print.
+//! These operations know *how*; when to call them is the engine's and the enforcer's business.
+
+use super::client::{ApiClient, Call, RouterError, Row};
+
+/// Marks what hotspot-edge created, so it never touches a technician's own users and profiles.
+pub const MANAGED: &str = "managed by hotspot-edge";
+
+const USER: &str = "/ip/hotspot/user";
+const PROFILE: &str = "/ip/hotspot/user/profile";
+const ACTIVE: &str = "/ip/hotspot/active";
+const COOKIE: &str = "/ip/hotspot/cookie";
+
+/// A hotspot user as it should be on the router.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredUser {
+    pub name: String,
+    pub password: String,
+    pub profile: String,
+    pub disabled: bool,
+    /// RouterOS form (`1h30m`), or none for unlimited. A safety net behind our own timer.
+    pub limit_uptime: Option<String>,
+    pub limit_bytes_total: Option<u64>,
+    pub mac: Option<String>,
+}
+
+/// A hotspot user profile for one plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredProfile {
+    pub name: String,
+    pub rate_limit: Option<String>,
+    pub shared_users: u32,
+}
+
+/// One row of `/ip/hotspot/active`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveSession {
+    pub id: String,
+    pub user: String,
+    pub server: String,
+    pub mac: Option<String>,
+    pub address: Option<String>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+/// What the router says about itself.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Health {
+    pub identity: String,
+    pub version: String,
+    pub board: String,
+    pub cpu_load: Option<u32>,
+    pub free_memory: Option<u64>,
+    pub total_memory: Option<u64>,
+    pub uptime: Option<String>,
+}
+
+fn field<'a>(r: &'a Row, k: &str) -> Option<&'a str> {
+    r.get(k).map(String::as_str).filter(|v| !v.is_empty())
+}
+
+fn is_yes(v: Option<&str>) -> bool {
+    matches!(v, Some("yes" | "true"))
+}
+
+#[derive(Clone, Debug)]
+pub struct RouterOsBackend {
+    pub api: ApiClient,
+}
+
+impl RouterOsBackend {
+    pub fn new(api: ApiClient) -> Self {
+        RouterOsBackend { api }
+    }
+
+    async fn find(&self, menu: &str, name: &str) -> Result<Option<Row>, RouterError> {
+        let rows = self
+            .api
+            .run(&Call::new(&format!("{menu}/print")).query("name", name))
+            .await?;
+        Ok(rows.into_iter().next())
+    }
+
+    /// Adds or sets `name` in `menu` so that it carries `want`, then reads it back.
+    async fn upsert(
+        &self,
+        menu: &str,
+        name: &str,
+        want: &[(&str, String)],
+    ) -> Result<(), RouterError> {
+        let existing = self.find(menu, name).await?;
+        let differs = |row: &Row| {
+            want.iter()
+                .any(|(k, v)| row.get(*k).map(String::as_str).unwrap_or("") != v)
+        };
+        let result = match &existing {
+            Some(row) if !differs(row) => return Ok(()),
+            Some(row) => {
+                let id = field(row, ".id").unwrap_or(name).to_string();
+                let mut call = Call::new(&format!("{menu}/set")).attr(".id", id);
+                for (k, v) in want {
+                    call = call.attr(k, v.clone());
+                }
+                self.api.run(&call).await.map(|_| ())
+            }
+            None => {
+                let mut call = Call::new(&format!("{menu}/add")).attr("name", name);
+                for (k, v) in want {
+                    call = call.attr(k, v.clone());
+                }
+                self.api.run(&call).await.map(|_| ())
+            }
+        };
+        if let Err(e) = &result {
+            if e.is_link() {
+                return result;
+            }
+        }
+        // Whatever the reply said, the router's state is the truth.
+        match self.find(menu, name).await? {
+            Some(row) if !differs(&row) => Ok(()),
+            _ => Err(match result {
+                Err(e) => e,
+                Ok(()) => RouterError::Unconfirmed(format!(
+                    "{menu} {name}: not as written after the write"
+                )),
+            }),
+        }
+    }
+
+    pub async fn ensure_profile(&self, p: &DesiredProfile) -> Result<(), RouterError> {
+        let mut want = vec![
+            ("shared-users", p.shared_users.to_string()),
+            ("comment", MANAGED.to_string()),
+        ];
+        if let Some(r) = &p.rate_limit {
+            want.push(("rate-limit", r.clone()));
+        }
+        self.upsert(PROFILE, &p.name, &want).await
+    }
+
+    pub async fn upsert_user(&self, u: &DesiredUser) -> Result<(), RouterError> {
+        let want = vec![
+            ("password", u.password.clone()),
+            ("profile", u.profile.clone()),
+            (
+                "disabled",
+                if u.disabled { "yes" } else { "no" }.to_string(),
+            ),
+            (
+                "limit-uptime",
+                u.limit_uptime.clone().unwrap_or_else(|| "0s".into()),
+            ),
+            (
+                "limit-bytes-total",
+                u.limit_bytes_total.unwrap_or(0).to_string(),
+            ),
+            (
+                "mac-address",
+                u.mac.clone().unwrap_or_else(|| "00:00:00:00:00:00".into()),
+            ),
+            ("comment", MANAGED.to_string()),
+        ];
+        // Limits are cumulative on the router: start them from zero with each new entitlement.
+        if let Some(row) = self.find(USER, &u.name).await? {
+            if let Some(id) = field(&row, ".id") {
+                let _ = self
+                    .api
+                    .run(&Call::new(&format!("{USER}/reset-counters")).attr(".id", id))
+                    .await;
+            }
+        }
+        self.upsert(USER, &u.name, &want).await
+    }
+
+    /// Removes every cookie of `user` (else MAC-cookie login lets an expired user back in).
+    pub async fn remove_cookies(&self, user: &str) -> Result<usize, RouterError> {
+        self.remove_where(COOKIE, "user", user).await
+    }
+
+    /// Logs every device of `user` out, then re-reads the active list until none is left.
+    pub async fn disconnect(&self, user: &str) -> Result<usize, RouterError> {
+        let mut removed = 0;
+        for _ in 0..3 {
+            let n = self.remove_where(ACTIVE, "user", user).await?;
+            removed += n;
+            if n == 0 {
+                return Ok(removed);
+            }
+        }
+        let left = self
+            .api
+            .run(
+                &Call::new(&format!("{ACTIVE}/print"))
+                    .query("user", user)
+                    .props(&[".id"]),
+            )
+            .await?;
+        if left.is_empty() {
+            Ok(removed)
+        } else {
+            Err(RouterError::Unconfirmed(format!(
+                "{} session(s) of {user} still active",
+                left.len()
+            )))
+        }
+    }
+
+    /// Removes one active row by id (a device that must not be online).
+    pub async fn kick(&self, active_id: &str) -> Result<(), RouterError> {
+        match self
+            .api
+            .run(&Call::new(&format!("{ACTIVE}/remove")).attr(".id", active_id))
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Already gone: what we wanted.
+            Err(RouterError::Trap { message, .. }) if message.contains("no such item") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn remove_where(&self, menu: &str, key: &str, value: &str) -> Result<usize, RouterError> {
+        let rows = self
+            .api
+            .run(
+                &Call::new(&format!("{menu}/print"))
+                    .query(key, value)
+                    .props(&[".id"]),
+            )
+            .await?;
+        let ids: Vec<&str> = rows.iter().filter_map(|r| field(r, ".id")).collect();
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        match self
+            .api
+            .run(&Call::new(&format!("{menu}/remove")).attr(".id", ids.join(",")))
+            .await
+        {
+            Ok(_) => {}
+            // One of them went away meanwhile (logged out by itself): the re-read settles it.
+            Err(RouterError::Trap { message, .. }) if message.contains("no such item") => {}
+            Err(e) => return Err(e),
+        }
+        Ok(ids.len())
+    }
+
+    pub async fn active(&self, server: Option<&str>) -> Result<Vec<ActiveSession>, RouterError> {
+        let rows = self
+            .api
+            .run(&Call::new(&format!("{ACTIVE}/print")).props(&[
+                ".id",
+                "user",
+                "server",
+                "mac-address",
+                "address",
+                "bytes-in",
+                "bytes-out",
+            ]))
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                let s = ActiveSession {
+                    id: field(r, ".id")?.to_string(),
+                    user: field(r, "user")?.to_string(),
+                    server: field(r, "server").unwrap_or("").to_string(),
+                    mac: field(r, "mac-address").map(String::from),
+                    address: field(r, "address").map(String::from),
+                    bytes_in: field(r, "bytes-in")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0),
+                    bytes_out: field(r, "bytes-out")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0),
+                };
+                match server {
+                    Some(want) if want != "all" && s.server != want => None,
+                    _ => Some(s),
+                }
+            })
+            .collect())
+    }
+
+    /// Logs a device in after a payment, as the portal would.
+    pub async fn login(
+        &self,
+        user: &str,
+        password: &str,
+        mac: &str,
+        ip: Option<&str>,
+    ) -> Result<(), RouterError> {
+        let mut call = Call::new(&format!("{ACTIVE}/login"))
+            .attr("user", user)
+            .attr("password", password)
+            .attr("mac-address", mac);
+        if let Some(ip) = ip {
+            call = call.attr("ip", ip);
+        }
+        match self.api.run(&call).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_link() => Err(e),
+            Err(e) => {
+                // Confirm: perhaps it is logged in after all (or was already).
+                let rows = self
+                    .api
+                    .run(
+                        &Call::new(&format!("{ACTIVE}/print"))
+                            .query("user", user)
+                            .props(&["mac-address"]),
+                    )
+                    .await?;
+                if rows
+                    .iter()
+                    .any(|r| field(r, "mac-address").is_some_and(|m| m.eq_ignore_ascii_case(mac)))
+                {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    pub async fn health(&self) -> Result<Health, RouterError> {
+        let identity = self
+            .api
+            .run(&Call::new("/system/identity/print"))
+            .await?
+            .into_iter()
+            .next()
+            .and_then(|r| r.get("name").cloned())
+            .unwrap_or_default();
+        let res = self
+            .api
+            .run(&Call::new("/system/resource/print"))
+            .await?
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        Ok(Health {
+            identity,
+            version: field(&res, "version").unwrap_or("").to_string(),
+            board: field(&res, "board-name").unwrap_or("").to_string(),
+            cpu_load: field(&res, "cpu-load").and_then(|v| v.parse().ok()),
+            free_memory: field(&res, "free-memory").and_then(|v| v.parse().ok()),
+            total_memory: field(&res, "total-memory").and_then(|v| v.parse().ok()),
+            uptime: field(&res, "uptime").map(String::from),
+        })
+    }
+
+    /// The API user's group (a warning is due when it is `full`).
+    pub async fn api_user_group(&self, user: &str) -> Result<Option<String>, RouterError> {
+        let rows = self
+            .api
+            .run(&Call::new("/user/print").query("name", user))
+            .await?;
+        Ok(rows
+            .first()
+            .and_then(|r| field(r, "group").map(String::from)))
+    }
+
+    /// Whether `is_yes` says a user row is disabled (used by tests and reconcile).
+    pub fn row_disabled(r: &Row) -> bool {
+        is_yes(field(r, "disabled"))
+    }
+
+    pub async fn user_row(&self, name: &str) -> Result<Option<Row>, RouterError> {
+        self.find(USER, name).await
+    }
+}

@@ -1,0 +1,948 @@
+//! The simulated router's state and the semantics of the menus hotspot-edge uses. Sans I/O: a
+//! sentence in, reply sentences out. docs/routeros-simulator.md says where it may differ from a
+//! real router.
+
+use std::collections::BTreeMap;
+
+/// One row of a menu; `.id` is `*HEX` of `id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub id: u32,
+    pub fields: BTreeMap<String, String>,
+}
+
+impl Row {
+    pub fn get(&self, k: &str) -> Option<&str> {
+        if k == ".id" {
+            return None;
+        }
+        self.fields.get(k).map(String::as_str)
+    }
+    pub fn id_str(&self) -> String {
+        format!("*{:X}", self.id)
+    }
+    fn num(&self, k: &str) -> u64 {
+        self.get(k).and_then(|v| v.parse().ok()).unwrap_or(0)
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    pub rows: Vec<Row>,
+    next: u32,
+}
+
+impl Table {
+    fn insert(&mut self, fields: BTreeMap<String, String>) -> u32 {
+        self.next += 1;
+        let id = self.next;
+        self.rows.push(Row { id, fields });
+        id
+    }
+    pub fn find(&self, id: u32) -> Option<&Row> {
+        self.rows.iter().find(|r| r.id == id)
+    }
+    fn find_mut(&mut self, id: u32) -> Option<&mut Row> {
+        self.rows.iter_mut().find(|r| r.id == id)
+    }
+    pub fn by(&self, field: &str, value: &str) -> Option<&Row> {
+        self.rows.iter().find(|r| r.get(field) == Some(value))
+    }
+}
+
+/// A reply sentence, without its tag.
+pub type Sentence = Vec<String>;
+
+#[derive(Debug, Clone)]
+pub struct ApiUser {
+    pub name: String,
+    pub password: String,
+    pub group: String,
+}
+
+/// Fields each writable menu accepts (RouterOS rejects others with "unknown parameter").
+const USER_FIELDS: &[&str] = &[
+    "name",
+    "password",
+    "profile",
+    "server",
+    "mac-address",
+    "address",
+    "email",
+    "comment",
+    "disabled",
+    "limit-uptime",
+    "limit-bytes-in",
+    "limit-bytes-out",
+    "limit-bytes-total",
+];
+const PROFILE_FIELDS: &[&str] = &[
+    "name",
+    "rate-limit",
+    "shared-users",
+    "session-timeout",
+    "idle-timeout",
+    "keepalive-timeout",
+    "add-mac-cookie",
+    "mac-cookie-timeout",
+    "address-list",
+    "comment",
+];
+
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub users: Table,
+    pub profiles: Table,
+    pub active: Table,
+    pub cookies: Table,
+    pub api_users: Vec<ApiUser>,
+    pub identity: String,
+    pub version: String,
+    pub board: String,
+    pub server: String,
+    /// Simulated milliseconds; moved by [`Model::advance`].
+    pub now_ms: i64,
+    /// Answer an empty `print` with `!empty` before `!done` (RouterOS 7.18+).
+    pub empty_reply: bool,
+}
+
+impl Default for Model {
+    fn default() -> Self {
+        let mut profiles = Table::default();
+        profiles.insert(BTreeMap::from([
+            ("name".into(), "default".into()),
+            ("shared-users".into(), "1".into()),
+            ("add-mac-cookie".into(), "yes".into()),
+        ]));
+        Model {
+            users: Table::default(),
+            profiles,
+            active: Table::default(),
+            cookies: Table::default(),
+            api_users: vec![ApiUser {
+                name: "admin".into(),
+                password: String::new(),
+                group: "full".into(),
+            }],
+            identity: "sim-router".into(),
+            version: "7.16.2 (stable)".into(),
+            board: "hAP ac2 (simulated)".into(),
+            server: "hotspot1".into(),
+            now_ms: 0,
+            empty_reply: false,
+        }
+    }
+}
+
+fn trap(message: &str) -> Vec<Sentence> {
+    vec![
+        vec!["!trap".into(), format!("=message={message}")],
+        vec!["!done".into()],
+    ]
+}
+
+fn parse_id(s: &str) -> Option<u32> {
+    u32::from_str_radix(s.strip_prefix('*')?, 16).ok()
+}
+
+/// A parsed request: command path, `=k=v` attributes, `?` query words, `.proplist`.
+#[derive(Debug, Default)]
+pub struct Request {
+    pub command: String,
+    pub attrs: BTreeMap<String, String>,
+    pub queries: Vec<String>,
+    pub proplist: Option<Vec<String>>,
+}
+
+impl Request {
+    pub fn parse(words: &[String]) -> Request {
+        let mut r = Request {
+            command: words.first().cloned().unwrap_or_default(),
+            ..Default::default()
+        };
+        for w in &words[1.min(words.len())..] {
+            if let Some(q) = w.strip_prefix('?') {
+                r.queries.push(q.to_string());
+            } else if let Some(a) = w.strip_prefix('=') {
+                let (k, v) = a.split_once('=').unwrap_or((a, ""));
+                if k == ".proplist" {
+                    r.proplist = Some(v.split(',').map(String::from).collect());
+                } else {
+                    r.attrs.insert(k.to_string(), v.to_string());
+                }
+            }
+        }
+        r
+    }
+}
+
+impl Model {
+    pub fn add_api_user(&mut self, name: &str, password: &str, group: &str) {
+        self.api_users.retain(|u| u.name != name);
+        self.api_users.push(ApiUser {
+            name: name.into(),
+            password: password.into(),
+            group: group.into(),
+        });
+    }
+
+    pub fn login_ok(&self, name: &str, password: &str) -> bool {
+        self.api_users
+            .iter()
+            .any(|u| u.name == name && u.password == password)
+    }
+
+    /// Handles one command sentence (after login) and returns the reply sentences, untagged.
+    pub fn handle(&mut self, req: &Request) -> Vec<Sentence> {
+        let cmd = req.command.as_str();
+        match cmd {
+            "/ip/hotspot/active/login" => return self.active_login(req),
+            "/system/resource/print" => return self.print_rows(req, &[self.resource_row()]),
+            "/system/identity/print" => {
+                let row = Row {
+                    id: 0,
+                    fields: BTreeMap::from([("name".into(), self.identity.clone())]),
+                };
+                return self.print_rows(req, &[row]);
+            }
+            "/user/print" => {
+                let rows: Vec<Row> = self
+                    .api_users
+                    .iter()
+                    .enumerate()
+                    .map(|(i, u)| Row {
+                        id: i as u32 + 1,
+                        fields: BTreeMap::from([
+                            ("name".into(), u.name.clone()),
+                            ("group".into(), u.group.clone()),
+                        ]),
+                    })
+                    .collect();
+                return self.print_rows(req, &rows);
+            }
+            _ => {}
+        }
+        let Some((menu, verb)) = cmd.rsplit_once('/') else {
+            return trap("no such command");
+        };
+        match menu {
+            "/ip/hotspot/user"
+            | "/ip/hotspot/user/profile"
+            | "/ip/hotspot/active"
+            | "/ip/hotspot/cookie" => {}
+            _ => return trap("no such command prefix"),
+        }
+        match verb {
+            "print" => {
+                let rows = self.rows_for_print(menu);
+                self.print_rows(req, &rows)
+            }
+            "add" => self.add(menu, req),
+            "set" => self.set(menu, req),
+            "remove" => self.remove(menu, req),
+            "enable" | "disable" if menu.starts_with("/ip/hotspot/user") => {
+                let mut r = Request {
+                    command: format!("{menu}/set"),
+                    attrs: req.attrs.clone(),
+                    ..Default::default()
+                };
+                r.attrs.insert(
+                    "disabled".into(),
+                    if verb == "disable" { "yes" } else { "no" }.into(),
+                );
+                self.set(menu, &r)
+            }
+            "reset-counters" if menu == "/ip/hotspot/user" => {
+                let ids = match self.target_ids(menu, req) {
+                    Ok(ids) => ids,
+                    Err(e) => return e,
+                };
+                for id in ids {
+                    if let Some(u) = self.users.find_mut(id) {
+                        for k in ["uptime-ms", "bytes-in", "bytes-out"] {
+                            u.fields.insert(k.into(), "0".into());
+                        }
+                    }
+                }
+                vec![vec!["!done".into()]]
+            }
+            _ => trap("no such command"),
+        }
+    }
+
+    fn table(&self, menu: &str) -> &Table {
+        match menu {
+            "/ip/hotspot/user" => &self.users,
+            "/ip/hotspot/user/profile" => &self.profiles,
+            "/ip/hotspot/active" => &self.active,
+            _ => &self.cookies,
+        }
+    }
+
+    fn table_mut(&mut self, menu: &str) -> &mut Table {
+        match menu {
+            "/ip/hotspot/user" => &mut self.users,
+            "/ip/hotspot/user/profile" => &mut self.profiles,
+            "/ip/hotspot/active" => &mut self.active,
+            _ => &mut self.cookies,
+        }
+    }
+
+    fn resource_row(&self) -> Row {
+        Row {
+            id: 0,
+            fields: BTreeMap::from([
+                ("uptime".into(), format_dur(self.now_ms)),
+                ("version".into(), self.version.clone()),
+                ("board-name".into(), self.board.clone()),
+                ("cpu-load".into(), "3".into()),
+                ("free-memory".into(), "201326592".into()),
+                ("total-memory".into(), "268435456".into()),
+            ]),
+        }
+    }
+
+    /// Rows as `print` shows them, read-only fields computed.
+    fn rows_for_print(&self, menu: &str) -> Vec<Row> {
+        match menu {
+            "/ip/hotspot/user" => self
+                .users
+                .rows
+                .iter()
+                .map(|u| {
+                    let mut r = u.clone();
+                    let (up, bi, bo) = self.user_totals(u);
+                    r.fields.remove("uptime-ms");
+                    r.fields.insert("uptime".into(), format_dur(up));
+                    r.fields.insert("bytes-in".into(), bi.to_string());
+                    r.fields.insert("bytes-out".into(), bo.to_string());
+                    r.fields.entry("disabled".into()).or_insert("false".into());
+                    r
+                })
+                .collect(),
+            "/ip/hotspot/active" => self
+                .active
+                .rows
+                .iter()
+                .map(|a| {
+                    let mut r = a.clone();
+                    let login = a.get("~login-at").and_then(|v| v.parse().ok()).unwrap_or(0);
+                    r.fields.retain(|k, _| !k.starts_with('~'));
+                    let up = self.now_ms - login;
+                    r.fields.insert("uptime".into(), format_dur(up));
+                    if let Some(u) = a.get("user").and_then(|n| self.users.by("name", n)) {
+                        if let Some(limit) = u.get("limit-uptime").and_then(parse_dur) {
+                            let (used, _, _) = self.user_totals(u);
+                            r.fields.insert(
+                                "session-time-left".into(),
+                                format_dur((limit - used).max(0)),
+                            );
+                        }
+                    }
+                    r
+                })
+                .collect(),
+            other => self.table(other).rows.clone(),
+        }
+    }
+
+    /// A user's cumulative uptime (ms) and bytes, closed sessions plus the active ones.
+    fn user_totals(&self, u: &Row) -> (i64, u64, u64) {
+        let mut up = u.num("uptime-ms") as i64;
+        let (mut bi, mut bo) = (u.num("bytes-in"), u.num("bytes-out"));
+        let name = u.get("name").unwrap_or("");
+        for a in self
+            .active
+            .rows
+            .iter()
+            .filter(|a| a.get("user") == Some(name))
+        {
+            let login = a.get("~login-at").and_then(|v| v.parse().ok()).unwrap_or(0);
+            up += self.now_ms - login;
+            bi += a.num("bytes-in");
+            bo += a.num("bytes-out");
+        }
+        (up, bi, bo)
+    }
+
+    fn print_rows(&self, req: &Request, rows: &[Row]) -> Vec<Sentence> {
+        let mut out = Vec::new();
+        for r in rows {
+            match matches(r, &req.queries) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => return trap(&e),
+            }
+            let mut s = vec!["!re".to_string()];
+            let wanted = |k: &str| {
+                req.proplist
+                    .as_ref()
+                    .is_none_or(|p| p.iter().any(|x| x == k))
+            };
+            if r.id != 0 && wanted(".id") {
+                s.push(format!("=.id={}", r.id_str()));
+            }
+            for (k, v) in &r.fields {
+                if !k.starts_with('~') && wanted(k) {
+                    s.push(format!("={k}={v}"));
+                }
+            }
+            out.push(s);
+        }
+        if out.is_empty() && self.empty_reply {
+            out.push(vec!["!empty".into()]);
+        }
+        out.push(vec!["!done".into()]);
+        out
+    }
+
+    fn check_fields(menu: &str, attrs: &BTreeMap<String, String>) -> Result<(), String> {
+        let allowed = match menu {
+            "/ip/hotspot/user" => USER_FIELDS,
+            "/ip/hotspot/user/profile" => PROFILE_FIELDS,
+            _ => return Err("not allowed".into()),
+        };
+        for k in attrs.keys() {
+            if k != ".id" && k != "numbers" && !allowed.contains(&k.as_str()) {
+                return Err(format!("unknown parameter {k}"));
+            }
+        }
+        for (k, v) in attrs {
+            let ok = match k.as_str() {
+                "limit-uptime" | "session-timeout" | "idle-timeout" | "keepalive-timeout" => {
+                    v == "none" || parse_dur(v).is_some()
+                }
+                "limit-bytes-in" | "limit-bytes-out" | "limit-bytes-total" => {
+                    v.parse::<u64>().is_ok()
+                }
+                "shared-users" => v == "unlimited" || v.parse::<u32>().is_ok_and(|n| n >= 1),
+                "disabled" | "add-mac-cookie" => {
+                    matches!(v.as_str(), "yes" | "no" | "true" | "false")
+                }
+                "mac-address" => v.len() == 17 && v.split(':').count() == 6,
+                _ => true,
+            };
+            if !ok {
+                return Err(format!("value of {k} is invalid: {v}"));
+            }
+        }
+        Ok(())
+    }
+
+    fn add(&mut self, menu: &str, req: &Request) -> Vec<Sentence> {
+        if let Err(e) = Self::check_fields(menu, &req.attrs) {
+            return trap(&e);
+        }
+        let Some(name) = req.attrs.get("name").filter(|n| !n.is_empty()) else {
+            return trap("failure: name is required");
+        };
+        if self.table(menu).by("name", name).is_some() {
+            let what = if menu.ends_with("profile") {
+                "profile"
+            } else {
+                "user"
+            };
+            return trap(&format!("failure: already have {what} with this name"));
+        }
+        if let Some(p) = req.attrs.get("profile") {
+            if self.profiles.by("name", p).is_none() {
+                return trap(&format!("input does not match any value of profile: {p}"));
+            }
+        }
+        let mut fields = req.attrs.clone();
+        fields.remove(".id");
+        if menu == "/ip/hotspot/user" {
+            fields.entry("profile".into()).or_insert("default".into());
+            fields.entry("server".into()).or_insert("all".into());
+        }
+        let id = self.table_mut(menu).insert(fields);
+        vec![vec!["!done".into(), format!("=ret=*{id:X}")]]
+    }
+
+    /// Ids named by `=.id=` or `=numbers=` (comma-separated `*HEX`, or names).
+    fn target_ids(&self, menu: &str, req: &Request) -> Result<Vec<u32>, Vec<Sentence>> {
+        let spec = req
+            .attrs
+            .get(".id")
+            .or_else(|| req.attrs.get("numbers"))
+            .ok_or_else(|| trap("no such item"))?;
+        let mut ids = Vec::new();
+        for part in spec.split(',').filter(|p| !p.is_empty()) {
+            let row = match parse_id(part) {
+                Some(id) => self.table(menu).find(id),
+                None => self.table(menu).by("name", part),
+            };
+            match row {
+                Some(r) => ids.push(r.id),
+                None => return Err(trap("no such item")),
+            }
+        }
+        if ids.is_empty() {
+            return Err(trap("no such item"));
+        }
+        Ok(ids)
+    }
+
+    fn set(&mut self, menu: &str, req: &Request) -> Vec<Sentence> {
+        if menu == "/ip/hotspot/active" || menu == "/ip/hotspot/cookie" {
+            return trap("no such command");
+        }
+        if let Err(e) = Self::check_fields(menu, &req.attrs) {
+            return trap(&e);
+        }
+        let ids = match self.target_ids(menu, req) {
+            Ok(ids) => ids,
+            Err(e) => return e,
+        };
+        if let Some(name) = req.attrs.get("name") {
+            if self
+                .table(menu)
+                .rows
+                .iter()
+                .any(|r| r.get("name") == Some(name) && !ids.contains(&r.id))
+            {
+                return trap("failure: already have user with this name");
+            }
+        }
+        if let Some(p) = req.attrs.get("profile") {
+            if self.profiles.by("name", p).is_none() {
+                return trap(&format!("input does not match any value of profile: {p}"));
+            }
+        }
+        for id in ids {
+            if let Some(row) = self.table_mut(menu).find_mut(id) {
+                for (k, v) in &req.attrs {
+                    if k != ".id" && k != "numbers" {
+                        row.fields.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        vec![vec!["!done".into()]]
+    }
+
+    fn remove(&mut self, menu: &str, req: &Request) -> Vec<Sentence> {
+        let ids = match self.target_ids(menu, req) {
+            Ok(ids) => ids,
+            Err(e) => return e,
+        };
+        for id in ids {
+            if menu == "/ip/hotspot/active" {
+                self.logout(id);
+            } else {
+                self.table_mut(menu).rows.retain(|r| r.id != id);
+            }
+        }
+        vec![vec!["!done".into()]]
+    }
+
+    /// Ends an active session: its counters go into the user's cumulative ones.
+    pub fn logout(&mut self, active_id: u32) -> Option<Row> {
+        let pos = self.active.rows.iter().position(|r| r.id == active_id)?;
+        let a = self.active.rows.remove(pos);
+        let login: i64 = a.get("~login-at").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let up = self.now_ms - login;
+        if let Some(name) = a.get("user") {
+            if let Some(u) = self
+                .users
+                .rows
+                .iter_mut()
+                .find(|u| u.get("name") == Some(name))
+            {
+                let add = |u: &mut Row, k: &str, v: u64| {
+                    let cur = u.num(k);
+                    u.fields.insert(k.into(), (cur + v).to_string());
+                };
+                add(u, "uptime-ms", up.max(0) as u64);
+                add(u, "bytes-in", a.num("bytes-in"));
+                add(u, "bytes-out", a.num("bytes-out"));
+            }
+        }
+        Some(a)
+    }
+
+    /// Why `name` may not log in now, if anything stops it.
+    fn refuse_login(&self, name: &str) -> Option<String> {
+        let Some(u) = self.users.by("name", name) else {
+            return Some("invalid username or password".into());
+        };
+        if matches!(u.get("disabled"), Some("yes" | "true")) {
+            return Some("user is disabled".into());
+        }
+        let (up, bi, bo) = self.user_totals(u);
+        if u.get("limit-uptime")
+            .and_then(parse_dur)
+            .is_some_and(|l| up >= l)
+        {
+            return Some("uptime limit reached".into());
+        }
+        if u.get("limit-bytes-total")
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|l| l > 0 && bi + bo >= l)
+        {
+            return Some("traffic limit reached".into());
+        }
+        let profile = self
+            .profiles
+            .by("name", u.get("profile").unwrap_or("default"));
+        let shared = profile
+            .and_then(|p| p.get("shared-users"))
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(1);
+        let logged = self
+            .active
+            .rows
+            .iter()
+            .filter(|a| a.get("user") == Some(name))
+            .count();
+        if logged >= shared {
+            return Some(format!("no more sessions are allowed for user {name}"));
+        }
+        None
+    }
+
+    fn mac_allowed(u: &Row, mac: &str) -> bool {
+        match u.get("mac-address") {
+            Some(bound) if bound != "00:00:00:00:00:00" => bound.eq_ignore_ascii_case(mac),
+            _ => true,
+        }
+    }
+
+    /// `/ip/hotspot/active/login`: what the portal does after a payment.
+    fn active_login(&mut self, req: &Request) -> Vec<Sentence> {
+        let a = &req.attrs;
+        let (Some(user), Some(mac)) = (a.get("user"), a.get("mac-address")) else {
+            return trap("user and mac-address are required");
+        };
+        let Some(u) = self.users.by("name", user) else {
+            return trap("invalid username or password");
+        };
+        if u.get("password").unwrap_or("") != a.get("password").map(String::as_str).unwrap_or("") {
+            return trap("invalid username or password");
+        }
+        if !Self::mac_allowed(u, mac) {
+            return trap("not allowed for this MAC address");
+        }
+        if let Some(why) = self.refuse_login(user) {
+            return trap(&why);
+        }
+        let ip = a.get("ip").cloned().unwrap_or_else(|| "10.5.50.2".into());
+        self.admit(user, mac, &ip, "http-chap");
+        vec![vec!["!done".into()]]
+    }
+
+    fn admit(&mut self, user: &str, mac: &str, ip: &str, by: &str) -> u32 {
+        let now = self.now_ms;
+        let id = self.active.insert(BTreeMap::from([
+            ("server".into(), self.server.clone()),
+            ("user".into(), user.into()),
+            ("address".into(), ip.into()),
+            ("mac-address".into(), mac.to_ascii_uppercase()),
+            ("login-by".into(), by.into()),
+            ("bytes-in".into(), "0".into()),
+            ("bytes-out".into(), "0".into()),
+            ("~login-at".into(), now.to_string()),
+        ]));
+        let cookie_on = self
+            .users
+            .by("name", user)
+            .and_then(|u| {
+                self.profiles
+                    .by("name", u.get("profile").unwrap_or("default"))
+            })
+            .is_none_or(|p| !matches!(p.get("add-mac-cookie"), Some("no" | "false")));
+        if cookie_on && by != "cookie" {
+            self.cookies
+                .rows
+                .retain(|c| c.get("mac-address") != Some(&mac.to_ascii_uppercase()));
+            self.cookies.insert(BTreeMap::from([
+                ("user".into(), user.into()),
+                ("mac-address".into(), mac.to_ascii_uppercase()),
+                ("expires-in".into(), "3d".into()),
+            ]));
+        }
+        id
+    }
+
+    /// A device comes back to the hotspot: a MAC cookie logs it in again unless the cookie was
+    /// removed or the user cannot log in. Returns the new active id.
+    pub fn device_returns(&mut self, mac: &str, ip: &str) -> Option<u32> {
+        let mac = mac.to_ascii_uppercase();
+        if self.active.by("mac-address", &mac).is_some() {
+            return None;
+        }
+        let user = self
+            .cookies
+            .by("mac-address", &mac)?
+            .get("user")?
+            .to_string();
+        if self.refuse_login(&user).is_some() {
+            return None;
+        }
+        Some(self.admit(&user, &mac, ip, "cookie"))
+    }
+
+    /// A device logs in at the portal with user name and password (like a customer typing a
+    /// voucher code). Returns the active id, or why not.
+    pub fn portal_login(
+        &mut self,
+        user: &str,
+        password: &str,
+        mac: &str,
+        ip: &str,
+    ) -> Result<u32, String> {
+        let u = self
+            .users
+            .by("name", user)
+            .ok_or("invalid username or password")?;
+        if u.get("password").unwrap_or("") != password {
+            return Err("invalid username or password".into());
+        }
+        if !Self::mac_allowed(u, mac) {
+            return Err("not allowed for this MAC address".into());
+        }
+        if let Some(why) = self.refuse_login(user) {
+            return Err(why);
+        }
+        Ok(self.admit(user, mac, ip, "http-chap"))
+    }
+
+    /// Traffic of the device with this MAC (upload = bytes-in, from the router's view).
+    pub fn traffic(&mut self, mac: &str, upload: u64, download: u64) -> bool {
+        let mac = mac.to_ascii_uppercase();
+        let Some(a) = self
+            .active
+            .rows
+            .iter_mut()
+            .find(|a| a.get("mac-address") == Some(&mac))
+        else {
+            return false;
+        };
+        let bi = a.num("bytes-in") + upload;
+        let bo = a.num("bytes-out") + download;
+        a.fields.insert("bytes-in".into(), bi.to_string());
+        a.fields.insert("bytes-out".into(), bo.to_string());
+        self.enforce_limits();
+        true
+    }
+
+    /// Simulated time passes.
+    pub fn advance(&mut self, ms: i64) {
+        self.now_ms += ms;
+        self.enforce_limits();
+    }
+
+    /// Logs out the sessions whose user has reached `limit-uptime` or `limit-bytes-total`, as
+    /// the router itself does.
+    pub fn enforce_limits(&mut self) -> Vec<Row> {
+        let mut out = Vec::new();
+        loop {
+            let over = self.active.rows.iter().find(|a| {
+                let Some(u) = a.get("user").and_then(|n| self.users.by("name", n)) else {
+                    return false;
+                };
+                let (up, bi, bo) = self.user_totals(u);
+                u.get("limit-uptime")
+                    .and_then(parse_dur)
+                    .is_some_and(|l| l > 0 && up >= l)
+                    || u.get("limit-bytes-total")
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .is_some_and(|l| l > 0 && bi + bo >= l)
+            });
+            match over.map(|a| a.id) {
+                Some(id) => out.extend(self.logout(id)),
+                None => return out,
+            }
+        }
+    }
+}
+
+fn parse_dur(v: &str) -> Option<i64> {
+    crate::routeros::format::parse_duration(v).ok().flatten()
+}
+
+fn format_dur(ms: i64) -> String {
+    crate::routeros::format::format_duration(ms.max(0) / 1000 * 1000)
+}
+
+/// Evaluates RouterOS query words against a row: `?k=v`, `?k` (present), `?-k` (absent),
+/// `?<k=v`, `?>k=v` (numeric), `?#` operations on the stack (`|`, `&`, `!`, `.`, digits).
+/// The result is the AND of what is left on the stack.
+fn matches(row: &Row, queries: &[String]) -> Result<bool, String> {
+    let mut stack: Vec<bool> = Vec::new();
+    for q in queries {
+        if let Some(ops) = q.strip_prefix('#') {
+            for op in ops.chars() {
+                match op {
+                    '!' => {
+                        let v = stack.pop().ok_or("bad query")?;
+                        stack.push(!v);
+                    }
+                    '&' | '|' => {
+                        let b = stack.pop().ok_or("bad query")?;
+                        let a = stack.pop().ok_or("bad query")?;
+                        stack.push(if op == '&' { a && b } else { a || b });
+                    }
+                    '.' => {
+                        let v = *stack.last().ok_or("bad query")?;
+                        stack.push(v);
+                    }
+                    d if d.is_ascii_digit() => {
+                        let i = d.to_digit(10).unwrap_or(0) as usize;
+                        let v = *stack.get(i).ok_or("bad query")?;
+                        stack.push(v);
+                    }
+                    _ => return Err(format!("unknown query operation {op}")),
+                }
+            }
+            continue;
+        }
+        let value_of = |k: &str| -> Option<String> {
+            if k == ".id" {
+                Some(row.id_str())
+            } else {
+                row.get(k).map(String::from)
+            }
+        };
+        let v = if let Some(k) = q.strip_prefix('-') {
+            value_of(k).is_none()
+        } else if let Some(kv) = q.strip_prefix('<').or_else(|| q.strip_prefix('>')) {
+            let (k, want) = kv.split_once('=').ok_or("bad query")?;
+            let have: f64 = value_of(k).and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
+            let want: f64 = want.parse().unwrap_or(f64::NAN);
+            if q.starts_with('<') {
+                have < want
+            } else {
+                have > want
+            }
+        } else if let Some((k, want)) = q.split_once('=') {
+            value_of(k).as_deref() == Some(want)
+        } else {
+            value_of(q).is_some()
+        };
+        stack.push(v);
+    }
+    Ok(stack.iter().all(|v| *v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(words: &[&str]) -> Request {
+        Request::parse(&words.iter().map(|w| w.to_string()).collect::<Vec<_>>())
+    }
+
+    fn add_user(m: &mut Model, name: &str, extra: &[&str]) -> String {
+        let mut w = vec![
+            "/ip/hotspot/user/add".to_string(),
+            format!("=name={name}"),
+            "=password=pw".into(),
+        ];
+        w.extend(extra.iter().map(|s| s.to_string()));
+        let r = m.handle(&Request::parse(&w));
+        r[0][1].strip_prefix("=ret=").unwrap().to_string()
+    }
+
+    #[test]
+    fn add_returns_the_id_and_print_honours_proplist_and_queries() {
+        let mut m = Model::default();
+        let id = add_user(&mut m, "alice", &["=limit-uptime=1h"]);
+        add_user(&mut m, "bob", &[]);
+        assert_eq!(id, "*1");
+        let r = m.handle(&req(&[
+            "/ip/hotspot/user/print",
+            "?name=alice",
+            "=.proplist=.id,name,limit-uptime",
+        ]));
+        assert_eq!(
+            r,
+            vec![
+                vec![
+                    "!re".to_string(),
+                    "=.id=*1".into(),
+                    "=limit-uptime=1h".into(),
+                    "=name=alice".into()
+                ],
+                vec!["!done".to_string()]
+            ]
+        );
+        let r = m.handle(&req(&[
+            "/ip/hotspot/user/print",
+            "?name=alice",
+            "?name=bob",
+            "?#|",
+            "=.proplist=name",
+        ]));
+        assert_eq!(r.len(), 3);
+        let r = m.handle(&req(&[
+            "/ip/hotspot/user/print",
+            "?-limit-uptime",
+            "=.proplist=name",
+        ]));
+        assert_eq!(r[0], vec!["!re".to_string(), "=name=bob".into()]);
+        let dup = m.handle(&req(&["/ip/hotspot/user/add", "=name=alice"]));
+        assert_eq!(dup[0][0], "!trap");
+        let bad = m.handle(&req(&[
+            "/ip/hotspot/user/add",
+            "=name=carol",
+            "=colour=red",
+        ]));
+        assert_eq!(bad[0][1], "=message=unknown parameter colour");
+        let none = m.handle(&req(&["/ip/hotspot/user/remove", "=.id=*99"]));
+        assert_eq!(none[0][1], "=message=no such item");
+    }
+
+    #[test]
+    fn limits_log_users_out_and_cookies_readmit_unless_removed() {
+        let mut m = Model::default();
+        add_user(&mut m, "alice", &["=limit-bytes-total=1000"]);
+        m.portal_login("alice", "pw", "aa:bb:cc:dd:ee:01", "10.5.50.9")
+            .unwrap();
+        assert_eq!(m.active.rows.len(), 1);
+        assert_eq!(m.cookies.rows.len(), 1);
+        m.traffic("AA:BB:CC:DD:EE:01", 400, 500);
+        assert_eq!(m.active.rows.len(), 1);
+        m.traffic("AA:BB:CC:DD:EE:01", 0, 100);
+        assert!(
+            m.active.rows.is_empty(),
+            "limit-bytes-total logs the user out"
+        );
+        assert_eq!(
+            m.device_returns("AA:BB:CC:DD:EE:01", "10.5.50.9"),
+            None,
+            "over the limit"
+        );
+        let mut m = Model::default();
+        add_user(&mut m, "bob", &[]);
+        m.portal_login("bob", "pw", "AA:BB:CC:DD:EE:02", "10.5.50.10")
+            .unwrap();
+        let id = m.active.rows[0].id;
+        m.logout(id);
+        assert!(
+            m.device_returns("AA:BB:CC:DD:EE:02", "10.5.50.10")
+                .is_some(),
+            "cookie re-admits"
+        );
+        let id = m.active.rows[0].id;
+        m.logout(id);
+        m.cookies.rows.clear();
+        assert_eq!(m.device_returns("AA:BB:CC:DD:EE:02", "10.5.50.10"), None);
+    }
+
+    #[test]
+    fn uptime_limit_counts_across_sessions() {
+        let mut m = Model::default();
+        add_user(&mut m, "alice", &["=limit-uptime=10s"]);
+        m.portal_login("alice", "pw", "AA:BB:CC:DD:EE:01", "10.5.50.9")
+            .unwrap();
+        m.advance(6_000);
+        let id = m.active.rows[0].id;
+        m.logout(id);
+        m.device_returns("AA:BB:CC:DD:EE:01", "10.5.50.9").unwrap();
+        m.advance(3_999);
+        assert_eq!(m.active.rows.len(), 1);
+        m.advance(1);
+        assert!(m.active.rows.is_empty());
+    }
+}

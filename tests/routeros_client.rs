@@ -1,0 +1,109 @@
+//! The real client (mikrotik-rs) against the simulator over real TCP, with the reply tag in both
+//! positions real routers may use.
+
+use std::time::Duration;
+
+use hotspot_edge::routeros::backend::{DesiredProfile, DesiredUser, RouterOsBackend};
+use hotspot_edge::routeros::client::{ApiClient, RouterError};
+use hotspot_edge::routeros::sim::{Model, Simulator};
+
+async fn sim_and_backend(tag_first: bool) -> (Simulator, RouterOsBackend) {
+    let mut model = Model::default();
+    model.add_api_user("edge", "s3cret-pass", "hotspot-edge");
+    let sim = Simulator::start("127.0.0.1:0", model).await.unwrap();
+    sim.set_tag_first(tag_first);
+    let api = ApiClient::connect_plain(
+        &sim.addr.to_string(),
+        "edge",
+        "s3cret-pass",
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap();
+    (sim, RouterOsBackend::new(api))
+}
+
+fn alice(disabled: bool) -> DesiredUser {
+    DesiredUser {
+        name: "alice".into(),
+        password: "pw1".into(),
+        profile: "1h".into(),
+        disabled,
+        limit_uptime: Some("1h1m".into()),
+        limit_bytes_total: None,
+        mac: None,
+    }
+}
+
+async fn lifecycle(tag_first: bool) {
+    let (sim, b) = sim_and_backend(tag_first).await;
+    b.ensure_profile(&DesiredProfile {
+        name: "1h".into(),
+        rate_limit: Some("2M/5M".into()),
+        shared_users: 1,
+    })
+    .await
+    .unwrap();
+    b.upsert_user(&alice(false)).await.unwrap();
+    b.upsert_user(&alice(false)).await.unwrap(); // idempotent
+    assert_eq!(sim.model().users.rows.len(), 1);
+    b.login("alice", "pw1", "AA:BB:CC:DD:EE:01", Some("10.5.50.9"))
+        .await
+        .unwrap();
+    let active = b.active(Some("hotspot1")).await.unwrap();
+    assert_eq!(active.len(), 1);
+    assert_eq!(active[0].user, "alice");
+    sim.model().traffic("AA:BB:CC:DD:EE:01", 1000, 5000);
+    let active = b.active(None).await.unwrap();
+    assert_eq!((active[0].bytes_in, active[0].bytes_out), (1000, 5000));
+    b.upsert_user(&alice(true)).await.unwrap();
+    assert_eq!(b.remove_cookies("alice").await.unwrap(), 1);
+    assert_eq!(b.disconnect("alice").await.unwrap(), 1);
+    assert!(b.active(None).await.unwrap().is_empty());
+    assert_eq!(
+        sim.model().device_returns("AA:BB:CC:DD:EE:01", "10.5.50.9"),
+        None
+    );
+    let h = b.health().await.unwrap();
+    assert_eq!(h.identity, "sim-router");
+    assert!(h.version.starts_with("7."));
+}
+
+#[tokio::test]
+async fn operations_with_the_tag_last_as_real_routers_send_it() {
+    lifecycle(false).await;
+}
+
+#[tokio::test]
+async fn operations_with_the_tag_first() {
+    lifecycle(true).await;
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_a_login_error() {
+    let sim = Simulator::start("127.0.0.1:0", Model::default())
+        .await
+        .unwrap();
+    let e = ApiClient::connect_plain(
+        &sim.addr.to_string(),
+        "admin",
+        "nope",
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, RouterError::Login { .. }), "{e:?}");
+}
+
+#[tokio::test]
+async fn a_stalled_router_times_out_and_a_dropped_one_is_unreachable() {
+    let (sim, b) = sim_and_backend(false).await;
+    sim.stall_for(Duration::from_secs(5));
+    let e = b.health().await.unwrap_err();
+    assert!(matches!(e, RouterError::Timeout { .. }), "{e:?}");
+    let (sim, b) = sim_and_backend(false).await;
+    sim.drop_connections();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let e = b.health().await.unwrap_err();
+    assert!(e.is_link(), "{e:?}");
+}
