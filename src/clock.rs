@@ -125,7 +125,7 @@ impl Clock for FakeClock {
 }
 
 /// The instant the engine decides at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct Now {
     /// Position on the timeline (ms); what grants are measured on.
     pub timeline_ms: i64,

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::domain::{Currency, Plan, PlanId, Validity, VOUCHER_MAX_LEN, VOUCHER_MIN_LEN};
+use crate::secret::Secret;
 use crate::units::{check_rate_limit, Bytes, Span};
 
 pub const DEFAULT_PATH: &str = "/etc/hotspot-edge/config.toml";
@@ -248,18 +249,47 @@ pub enum RouterKind {
     /// No router: users, grants and expiry are kept and reported, router operations wait in the
     /// jobs table until a router backend is configured.
     None,
+    /// A MikroTik RouterOS hotspot, managed over its API.
+    Routeros,
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
 pub struct RouterConfig {
     pub kind: RouterKind,
+    /// `host:port` of the RouterOS API (8729 API-SSL, 8728 plain).
+    pub address: String,
+    pub username: String,
+    /// Prefer `password-file`; an inline password is accepted with a warning.
+    pub password: Option<Secret>,
+    pub password_file: Option<PathBuf>,
+    /// The hotspot server whose sessions are ours (`/ip hotspot` name), or "all".
+    pub hotspot_server: String,
+    /// Use the plain API (password in clear on the wire). Off unless set: say so explicitly.
+    pub allow_plaintext: bool,
+    pub connect_timeout: Span,
+    /// Every API command is abandoned after this long (a half-open socket never answers).
+    pub command_timeout: Span,
+    /// How often the connection is probed while idle.
+    pub probe_interval: Span,
+    /// Extra time on the router-side `limit-uptime`, so the router cuts off only if we did not.
+    pub safety_margin: Span,
 }
 
 impl Default for RouterConfig {
     fn default() -> Self {
         RouterConfig {
             kind: RouterKind::None,
+            address: String::new(),
+            username: "hotspot-edge".into(),
+            password: None,
+            password_file: None,
+            hotspot_server: "all".into(),
+            allow_plaintext: false,
+            connect_timeout: Span::from_secs(5),
+            command_timeout: Span::from_secs(5),
+            probe_interval: Span::from_secs(5),
+            safety_margin: Span::from_secs(60),
         }
     }
 }
@@ -323,6 +353,18 @@ impl Config {
     pub fn site_id(&self) -> &str {
         &self.site.id.get_ref().0
     }
+    /// The router API password, from `password-file` (or inline `password`).
+    pub fn router_password(&self) -> Result<Secret, String> {
+        let r = &self.router;
+        crate::secret::resolve(
+            "[router] password",
+            r.password.as_ref(),
+            r.password_file.as_deref(),
+        )?
+        .0
+        .ok_or_else(|| "[router] needs password-file (or password)".to_string())
+    }
+
     pub fn plans(&self) -> Vec<Plan> {
         self.plans.iter().map(PlanConfig::to_plan).collect()
     }
@@ -420,6 +462,47 @@ fn check(c: &Config) -> Result<Vec<String>, (std::ops::Range<usize>, String)> {
                 0..0,
                 format!("[enforcement] {name} must be at least 1s, not {span}"),
             ));
+        }
+    }
+    if c.router.kind == RouterKind::Routeros {
+        let r = &c.router;
+        if r.address.is_empty() || !r.address.contains(':') {
+            return Err((
+                0..0,
+                format!(
+                    "[router] address {:?}: write host:port, e.g. \"192.168.88.1:8729\"",
+                    r.address
+                ),
+            ));
+        }
+        if !r.allow_plaintext {
+            return Err((
+                0..0,
+                "[router] API-SSL is not available in this build yet: set allow-plaintext = true to use the plain API (port 8728), on a trusted link only".into(),
+            ));
+        }
+        warnings.push("[router] allow-plaintext: the RouterOS password crosses the network in clear; use it only on a link you trust".into());
+        let (secret, warning) = crate::secret::resolve(
+            "[router] password",
+            r.password.as_ref(),
+            r.password_file.as_deref(),
+        )
+        .map_err(|m| (0..0, m))?;
+        if secret.is_none() {
+            return Err((0..0, "[router] needs password-file (or password)".into()));
+        }
+        warnings.extend(warning);
+        for (name, span) in [
+            ("connect-timeout", r.connect_timeout),
+            ("command-timeout", r.command_timeout),
+            ("probe-interval", r.probe_interval),
+        ] {
+            if span.ms() < 100 {
+                return Err((
+                    0..0,
+                    format!("[router] {name} must be at least 100ms, not {span}"),
+                ));
+            }
         }
     }
     if c.store.path.starts_with("/tmp") {

@@ -9,6 +9,7 @@ mod cli_demo;
 pub mod clock;
 pub mod config;
 pub mod domain;
+pub mod enforce;
 pub mod engine;
 pub mod logging;
 pub mod routeros;

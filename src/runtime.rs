@@ -12,10 +12,14 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use tokio::sync::watch;
+
 use crate::app;
 use crate::clock::{Clock, SystemClock};
-use crate::config::Config;
+use crate::config::{Config, RouterKind};
+use crate::enforce::{EnforceSettings, Enforcer};
 use crate::engine::{Command, OsEntropy};
+use crate::routeros::link::{LinkSettings, RouterLink};
 use crate::store::{ApplyError, StoreError, StoreGone, StoreHandle};
 
 /// How often the daemon looks for deadlines changed by other processes.
@@ -31,6 +35,8 @@ pub enum RunError {
     Gone(#[from] StoreGone),
     #[error("cannot start the store thread: {0}")]
     Thread(std::io::Error),
+    #[error("{0}")]
+    Config(String),
 }
 
 /// A handle on a running daemon, for in-process callers (tests, the demo, later the MQTT and
@@ -39,13 +45,24 @@ pub enum RunError {
 pub struct Daemon {
     pub store: StoreHandle,
     pub clock: Arc<dyn Clock>,
+    /// The router connection, when a router backend is configured.
+    pub link: Option<Arc<RouterLink>>,
     wake: Arc<Notify>,
+    jobs_wake: Arc<Notify>,
+    poll_wake: Arc<Notify>,
 }
 
 impl Daemon {
-    /// Re-reads the deadline queue now (call after applying a command in-process).
+    /// Re-reads the deadline queue and the job queue now (call after applying a command
+    /// in-process, or after moving a fake clock).
     pub fn wake(&self) {
         self.wake.notify_one();
+        self.jobs_wake.notify_one();
+    }
+
+    /// Reads the router's active list now instead of at the next `usage-poll`.
+    pub fn poll_router(&self) {
+        self.poll_wake.notify_one();
     }
 }
 
@@ -69,14 +86,65 @@ pub async fn run_with(
         schema = store.schema_version()?,
         "hotspot-edge started"
     );
+    let router_password = match config.router.kind {
+        RouterKind::Routeros => Some(config.router_password().map_err(RunError::Config)?),
+        RouterKind::None => None,
+    };
     let (handle, thread) = StoreHandle::spawn(store).map_err(RunError::Thread)?;
-    let daemon = Daemon {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut daemon = Daemon {
         store: handle.clone(),
         clock: clock.clone(),
+        link: None,
         wake: Arc::new(Notify::new()),
+        jobs_wake: Arc::new(Notify::new()),
+        poll_wake: Arc::new(Notify::new()),
     };
+    let mut tasks = Vec::new();
+    if let Some(password) = router_password {
+        let r = &config.router;
+        let ms = |s: crate::units::Span| Duration::from_millis(s.ms().max(0) as u64);
+        let link = RouterLink::new(LinkSettings {
+            address: r.address.clone(),
+            username: r.username.clone(),
+            password,
+            connect_timeout: ms(r.connect_timeout),
+            command_timeout: ms(r.command_timeout),
+            probe_interval: ms(r.probe_interval),
+        });
+        tracing::warn!(router = %r.address, "plain RouterOS API: the password crosses the network in clear");
+        let enforcer = Arc::new(Enforcer {
+            store: handle.clone(),
+            clock: clock.clone(),
+            engine: Arc::new(app::engine(&config)),
+            link: link.clone(),
+            settings: EnforceSettings {
+                hotspot_server: r.hotspot_server.clone(),
+                usage_poll: ms(config.enforcement.usage_poll),
+                safety_margin_ms: r.safety_margin.ms(),
+            },
+            jobs_wake: daemon.jobs_wake.clone(),
+            poll_wake: daemon.poll_wake.clone(),
+        });
+        tasks.push(tokio::spawn(link.clone().probe_loop(stop_rx.clone())));
+        tasks.push(tokio::spawn(enforcer.clone().run_jobs(stop_rx.clone())));
+        tasks.push(tokio::spawn(enforcer.run_poll(stop_rx.clone())));
+        daemon.link = Some(link);
+    }
     started(daemon.clone());
     let result = deadline_loop(&config, &daemon, shutdown).await;
+    let _ = stop_tx.send(true);
+    let all = async {
+        for t in tasks {
+            let _ = t.await;
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(5), all)
+        .await
+        .is_err()
+    {
+        tracing::warn!("router tasks did not stop within 5 s");
+    }
     // Final checkpoint of the clock, then close: the store thread ends when the last handle goes.
     let c = clock.clone();
     let _ = handle
@@ -140,11 +208,14 @@ async fn deadline_loop(
                 })
                 .await?;
             match applied {
-                Ok(a) => tracing::info!(
-                    lag_ms = a.now.timeline_ms - due,
-                    result = %a.result,
-                    "deadline reached"
-                ),
+                Ok(a) => {
+                    tracing::info!(
+                        lag_ms = a.now.timeline_ms - due,
+                        result = %a.result,
+                        "deadline reached"
+                    );
+                    d.jobs_wake.notify_one();
+                }
                 Err(ApplyError::Rejected(r)) => tracing::warn!(error = %r, "tick refused"),
                 Err(e) => return Err(e.into()),
             }

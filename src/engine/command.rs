@@ -34,6 +34,10 @@ pub enum Command {
     SessionUsage(UsageArgs),
     #[serde(rename = "session.ended")]
     SessionEnded(SessionEndArgs),
+    /// The NAS confirmed that every device of a user is logged out (after expiry, suspension,
+    /// a quota): ends our sessions of that user and writes the audit row.
+    #[serde(rename = "user.disconnected")]
+    UserDisconnected(DisconnectedArgs),
     /// Deadlines have passed: end grants, expire users and vouchers.
     #[serde(rename = "tick")]
     Tick,
@@ -54,6 +58,7 @@ impl Command {
             Command::SessionStarted(_) => "session.started",
             Command::SessionUsage(_) => "session.usage",
             Command::SessionEnded(_) => "session.ended",
+            Command::UserDisconnected(_) => "user.disconnected",
             Command::Tick => "tick",
         }
     }
@@ -202,4 +207,21 @@ pub struct SessionEndArgs {
     pub bytes_in: Option<u64>,
     #[serde(default)]
     pub bytes_out: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DisconnectedArgs {
+    pub user: String,
+    /// Why: `expired`, `suspended`, `data`, `unknown-user`, ...
+    pub reason: String,
+    /// Active rows the NAS removed.
+    #[serde(default)]
+    pub removed_sessions: u32,
+    /// MAC cookies the NAS removed.
+    #[serde(default)]
+    pub removed_cookies: u32,
+    /// Only these NAS sessions were removed; empty means every session of the user.
+    #[serde(default)]
+    pub sessions: Vec<String>,
 }

@@ -4,9 +4,9 @@
 //! Jobs name a *target* and carry little: a worker reads the desired state from the store when it
 //! runs, so a pending job for the same target is replaced rather than queued twice.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Job {
     /// Make the router's hotspot user match ours (create, update limits, enable or disable).

@@ -231,6 +231,7 @@ impl Engine {
             Command::SessionStarted(a) => cx.session_started(a)?,
             Command::SessionUsage(a) => cx.session_usage(a)?,
             Command::SessionEnded(a) => cx.session_ended(a)?,
+            Command::UserDisconnected(a) => cx.user_disconnected(a)?,
             Command::Tick => cx.tick()?,
         };
         let mut out = cx.out;
@@ -1168,9 +1169,6 @@ impl Cx<'_> {
         let Some(mut s) = self.l.session_by_nas_id(&a.nas_session_id)? else {
             return Ok(json!({"session": null, "changed": false}));
         };
-        let Some(mut user) = self.l.user_by_id(s.user_id)? else {
-            return Err(LedgerError(format!("session {} has no user", s.id)).into());
-        };
         if let (Some(i), Some(o)) = (a.bytes_in, a.bytes_out) {
             let usage = command::UsageArgs {
                 sessions: vec![command::SessionCounters {
@@ -1181,22 +1179,29 @@ impl Cx<'_> {
             };
             self.session_usage(&usage)?;
             s = self.l.session_by_nas_id(&a.nas_session_id)?.unwrap_or(s);
-            user = self.l.user_by_id(s.user_id)?.unwrap_or(user);
         }
-        self.settle(&mut user)?;
+        let Some(mut user) = self.l.user_by_id(s.user_id)? else {
+            return Err(LedgerError(format!("session {} has no user", s.id)).into());
+        };
+        self.end_session(&mut user, s.clone(), &a.reason)?;
+        Ok(json!({"session": s.id, "changed": true}))
+    }
+
+    /// Closes one session; when it was the user's last, an `uptime` grant stops counting.
+    fn end_session(&mut self, user: &mut User, mut s: Session, reason: &str) -> LResult<()> {
+        self.settle(user)?;
         s.ended_at = Some(self.now.wall_ms);
-        s.end_reason = Some(a.reason.clone());
+        s.end_reason = Some(reason.to_string());
         self.l.update_session(&s)?;
         self.emit(Event::SessionEnded {
             session: s.id,
             user: user.username.clone(),
-            reason: a.reason.clone(),
+            reason: reason.to_string(),
             bytes_in: s.bytes_in,
             bytes_out: s.bytes_out,
             duration_ms: self.now.wall_ms - s.started_at,
         });
         if self.l.active_sessions(user.id)?.is_empty() {
-            // The last device left: an `uptime` grant stops counting.
             let open = self.l.open_grants(user.id)?;
             if let Some(mut g) = open.into_iter().find(|g| g.state == GrantState::Running) {
                 if let Some(m) = g.meter_since.take() {
@@ -1206,7 +1211,45 @@ impl Cx<'_> {
                 }
             }
         }
-        Ok(json!({"session": s.id, "changed": true}))
+        Ok(())
+    }
+
+    fn user_disconnected(&mut self, a: &command::DisconnectedArgs) -> Result<Value, EngineError> {
+        let Some(mut user) = self.l.user_by_name(&a.user)? else {
+            // A device logged in as a user we do not know: the audit trail still says so.
+            self.l.audit(&AuditEntry {
+                user_id: None,
+                username: Some(a.user.clone()),
+                action: "disconnect".into(),
+                reason: a.reason.clone(),
+                detail: Some(format!(
+                    "unknown user; {} session(s) removed on the router",
+                    a.removed_sessions
+                )),
+            })?;
+            return Ok(json!({"user": a.user, "known": false, "sessions-closed": 0}));
+        };
+        let sessions: Vec<Session> = self
+            .l
+            .active_sessions(user.id)?
+            .into_iter()
+            .filter(|s| a.sessions.is_empty() || a.sessions.contains(&s.nas_session_id))
+            .collect();
+        let closed = sessions.len();
+        for s in sessions {
+            self.end_session(&mut user, s, &a.reason)?;
+        }
+        self.l.audit(&AuditEntry {
+            user_id: Some(user.id),
+            username: Some(user.username.clone()),
+            action: "disconnect".into(),
+            reason: a.reason.clone(),
+            detail: Some(format!(
+                "router: {} session(s) and {} cookie(s) removed, confirmed gone; {closed} session(s) closed here",
+                a.removed_sessions, a.removed_cookies
+            )),
+        })?;
+        Ok(json!({"user": user.username, "sessions-closed": closed}))
     }
 
     fn tick(&mut self) -> Result<Value, EngineError> {

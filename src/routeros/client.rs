@@ -124,6 +124,11 @@ impl ApiClient {
         Ok(ApiClient { device, timeout })
     }
 
+    /// The same connection with another per-command timeout.
+    pub fn with_timeout(api: ApiClient, timeout: Duration) -> ApiClient {
+        ApiClient { timeout, ..api }
+    }
+
     /// Sends one command and gathers its rows until `!done` (or `!empty`).
     pub async fn run(&self, call: &Call) -> Result<Vec<Row>, RouterError> {
         let mut rx = self

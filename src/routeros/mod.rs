@@ -4,5 +4,6 @@
 pub mod backend;
 pub mod client;
 pub mod format;
+pub mod link;
 pub mod sim;
 pub mod wire;

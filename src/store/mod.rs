@@ -8,6 +8,7 @@
 
 mod handle;
 mod ledger;
+pub mod router;
 pub mod schema;
 pub mod views;
 

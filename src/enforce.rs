@@ -1,0 +1,379 @@
+//! Enforcement on the router: carries out the engine's jobs, reads session counters, and
+//! reconciles the router's active list with ours. It decides nothing about money or time; what
+//! it learns from the router goes back through the engine as commands.
+//!
+//! - Job worker: runs due jobs in order (sync a plan's profile, sync a user, disconnect a user
+//!   and confirm, log a device in). A link failure does not count as an attempt; a refusal does,
+//!   with backoff, until `job-max-attempts`, then the job is failed (`jobs list`, `jobs retry`).
+//! - Poll: every `usage-poll` and after every reconnect, the active list becomes
+//!   `session.started` / `session.usage` / `session.ended (nas-lost)` commands in one
+//!   transaction; a device logged in as a user who is unknown, expired or suspended (or beyond
+//!   the plan's devices) is disconnected.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+
+use crate::clock::Clock;
+use crate::engine::command::{
+    DisconnectedArgs, SessionCounters, SessionEndArgs, SessionStartArgs, UsageArgs,
+};
+use crate::engine::model::UserState;
+use crate::engine::{Command, Engine, Job, OsEntropy};
+use crate::routeros::backend::{ActiveSession, DesiredProfile, DesiredUser, RouterOsBackend};
+use crate::routeros::client::RouterError;
+use crate::routeros::format::format_duration;
+use crate::routeros::link::RouterLink;
+use crate::store::{StoreError, StoreGone, StoreHandle};
+
+#[derive(Debug, Clone)]
+pub struct EnforceSettings {
+    pub hotspot_server: String,
+    pub usage_poll: Duration,
+    pub safety_margin_ms: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error(transparent)]
+    Router(#[from] RouterError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Gone(#[from] StoreGone),
+}
+
+pub struct Enforcer {
+    pub store: StoreHandle,
+    pub clock: Arc<dyn Clock>,
+    pub engine: Arc<Engine>,
+    pub link: Arc<RouterLink>,
+    pub settings: EnforceSettings,
+    /// Notified when new jobs may be due (after a tick, after a poll).
+    pub jobs_wake: Arc<Notify>,
+    /// Notified to poll now.
+    pub poll_wake: Arc<Notify>,
+}
+
+/// Our id for a router session: its `.id` alone is reused after a router reboot.
+fn session_key(a: &ActiveSession) -> String {
+    format!("{}/{}/{}", a.id, a.user, a.mac.as_deref().unwrap_or("-"))
+}
+
+/// The router-side byte limit for `left` bytes of allowance: 10 % plus 10 MB above it, more
+/// than the traffic of one usage poll at hotspot speeds.
+pub fn data_safety_limit(left: u64) -> u64 {
+    left.saturating_add(left / 10).saturating_add(10_000_000)
+}
+
+/// Retry delay for a job the router refused `attempts` times.
+fn job_backoff_ms(attempts: i64) -> i64 {
+    (1000i64 << attempts.clamp(0, 8)).min(300_000)
+}
+
+impl Enforcer {
+    async fn apply(
+        &self,
+        source: &'static str,
+        cmds: Vec<Command>,
+    ) -> Result<Vec<Result<serde_json::Value, String>>, StepError> {
+        let (engine, clock) = (self.engine.clone(), self.clock.clone());
+        let results = self
+            .store
+            .call(move |s| {
+                let refs: Vec<(Option<&str>, &Command)> = cmds.iter().map(|c| (None, c)).collect();
+                s.apply_many(&engine, clock.as_ref(), &mut OsEntropy, source, &refs)
+            })
+            .await??;
+        Ok(results
+            .into_iter()
+            .map(|r| {
+                r.map(|a| a.result)
+                    .map_err(|e| format!("{}: {}", e.code.as_str(), e.message))
+            })
+            .collect())
+    }
+
+    pub async fn run_jobs(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut generation = self.link.generation();
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let clock = self.clock.clone();
+            let due = self
+                .store
+                .call(move |s| -> Result<_, StoreError> {
+                    let now = s.now(clock.as_ref())?;
+                    Ok((now, s.due_jobs(now.timeline_ms, 200)?, s.next_job_at()?))
+                })
+                .await;
+            let (now, jobs, next) = match due {
+                Ok(Ok(x)) => x,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "reading router jobs");
+                    (Default::default(), vec![], None)
+                }
+                Err(_) => return,
+            };
+            let wait = if jobs.is_empty() {
+                next.map(|t| Duration::from_millis((t - now.timeline_ms).clamp(0, 1000) as u64))
+                    .unwrap_or(Duration::from_secs(1))
+            } else {
+                match self.link.get().await {
+                    Ok(b) => {
+                        self.run_batch(&b, jobs).await;
+                        continue;
+                    }
+                    // Router down: the jobs wait, unspent, until it is back.
+                    Err(_) => Duration::from_secs(1),
+                }
+            };
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = self.jobs_wake.notified() => {}
+                _ = generation.changed() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    async fn run_batch(&self, b: &RouterOsBackend, jobs: Vec<crate::store::router::JobRow>) {
+        for j in jobs {
+            let result = self.execute(b, &j.job).await;
+            let clock = self.clock.clone();
+            let outcome = match result {
+                Ok(()) => {
+                    self.store
+                        .call(move |s| s.job_done(j.id).map(|_| false))
+                        .await
+                }
+                Err(e) => {
+                    let link = matches!(&e, StepError::Router(r) if r.is_link());
+                    if let StepError::Router(r) = &e {
+                        if r.is_link() {
+                            self.link.broken(r).await;
+                        }
+                    }
+                    let msg = e.to_string();
+                    let attempts = j.attempts;
+                    let r = self
+                        .store
+                        .call(move |s| {
+                            let now = s.now(clock.as_ref())?;
+                            let retry = if link { 1000 } else { job_backoff_ms(attempts) };
+                            s.job_failed(j.id, &msg, !link, now.timeline_ms + retry, &now)
+                        })
+                        .await;
+                    if let Ok(Ok(true)) = r {
+                        tracing::error!(job = j.id, kind = j.job.kind(), target = %j.job.target(), error = %e, "router job failed for good; see `jobs list`, retry with `jobs retry`");
+                    } else {
+                        tracing::warn!(job = j.id, kind = j.job.kind(), target = %j.job.target(), error = %e, "router job will be retried");
+                    }
+                    if link {
+                        return;
+                    }
+                    r
+                }
+            };
+            if let Ok(Err(e)) = outcome {
+                tracing::error!(error = %e, "recording a router job");
+            }
+        }
+    }
+
+    async fn sync_profile(&self, b: &RouterOsBackend, plan: &str) -> Result<(), StepError> {
+        let id = plan.to_string();
+        let Some(p) = self.store.call(move |s| s.plan_row(&id)).await?? else {
+            return Ok(());
+        };
+        b.ensure_profile(&DesiredProfile {
+            name: p.plan.id.to_string(),
+            rate_limit: p.plan.rate_limit.clone(),
+            shared_users: p.plan.devices,
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn sync_user(
+        &self,
+        b: &RouterOsBackend,
+        username: &str,
+    ) -> Result<Option<crate::store::router::RouterUser>, StepError> {
+        let (clock, name) = (self.clock.clone(), username.to_string());
+        let u = self
+            .store
+            .call(move |s| {
+                let now = s.now(clock.as_ref())?;
+                s.router_user(&now, &name)
+            })
+            .await??;
+        let Some(u) = u else {
+            return Ok(None);
+        };
+        let profile = match &u.plan {
+            Some(p) if p != "manual" => {
+                self.sync_profile(b, p).await?;
+                p.clone()
+            }
+            _ => "default".to_string(),
+        };
+        let live = u.state == UserState::Active && u.time_left_ms > 0;
+        b.upsert_user(&DesiredUser {
+            name: u.name.clone(),
+            password: u.password.clone(),
+            profile,
+            disabled: !live,
+            limit_uptime: live
+                .then(|| format_duration(u.time_left_ms + self.settings.safety_margin_ms)),
+            // The router's own limit is a safety net for when the daemon is not running: set above
+            // ours, so that normally we see the traffic and cut off first.
+            limit_bytes_total: u.data_left.filter(|_| live).map(data_safety_limit),
+            mac: u.mac.clone(),
+        })
+        .await?;
+        Ok(Some(u))
+    }
+
+    async fn execute(&self, b: &RouterOsBackend, job: &Job) -> Result<(), StepError> {
+        match job {
+            Job::SyncPlan { plan } => self.sync_profile(b, plan).await,
+            Job::SyncUser { username } => self.sync_user(b, username).await.map(|_| ()),
+            Job::DisconnectUser { username, reason } => {
+                // Disable first, so neither a cookie nor a retrying device gets back in.
+                self.sync_user(b, username).await?;
+                let cookies = b.remove_cookies(username).await?;
+                let sessions = b.disconnect(username).await?;
+                let r = self
+                    .apply(
+                        "router",
+                        vec![Command::UserDisconnected(DisconnectedArgs {
+                            user: username.clone(),
+                            reason: reason.clone(),
+                            removed_sessions: sessions as u32,
+                            removed_cookies: cookies as u32,
+                            sessions: vec![],
+                        })],
+                    )
+                    .await?;
+                tracing::info!(user = %username, %reason, sessions, cookies, result = ?r, "user disconnected on the router");
+                Ok(())
+            }
+            Job::LoginDevice { username, mac, ip } => {
+                let Some(u) = self.sync_user(b, username).await? else {
+                    return Ok(());
+                };
+                if u.state == UserState::Active && u.time_left_ms > 0 {
+                    b.login(&u.name, &u.password, mac, ip.as_deref()).await?;
+                    self.poll_wake.notify_one();
+                }
+                Ok(())
+            }
+        }
+    }
+
+    pub async fn run_poll(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut generation = self.link.generation();
+        loop {
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = generation.changed() => {}
+                _ = self.poll_wake.notified() => {}
+                _ = tokio::time::sleep(self.settings.usage_poll) => {}
+            }
+            let Ok(b) = self.link.get().await else {
+                continue;
+            };
+            match self.poll_once(&b).await {
+                Ok(()) => {}
+                Err(StepError::Router(e)) if e.is_link() => self.link.broken(&e).await,
+                Err(StepError::Gone(_)) => return,
+                Err(e) => tracing::warn!(error = %e, "router poll"),
+            }
+        }
+    }
+
+    /// One look at the router's active list: sessions and usage in, intruders out.
+    pub async fn poll_once(&self, b: &RouterOsBackend) -> Result<(), StepError> {
+        let server = self.settings.hotspot_server.clone();
+        let rows = b.active(Some(&server)).await?;
+        let (ours, barred) = self
+            .store
+            .call(|s| -> Result<_, StoreError> {
+                let mut barred: HashSet<String> = s
+                    .usernames_in_state(UserState::Expired)?
+                    .into_iter()
+                    .collect();
+                barred.extend(s.usernames_in_state(UserState::Suspended)?);
+                Ok((s.open_nas_sessions()?, barred))
+            })
+            .await??;
+        let ours: HashMap<String, String> = ours.into_iter().collect();
+        let mut cmds = Vec::new();
+        let mut started: Vec<Option<&ActiveSession>> = Vec::new();
+        let mut kick: Vec<(&ActiveSession, String)> = Vec::new();
+        let keys: HashSet<String> = rows.iter().map(session_key).collect();
+        for a in &rows {
+            if barred.contains(&a.user) {
+                kick.push((a, "not-entitled".into()));
+                continue;
+            }
+            if !ours.contains_key(&session_key(a)) {
+                cmds.push(Command::SessionStarted(SessionStartArgs {
+                    user: a.user.clone(),
+                    nas_session_id: session_key(a),
+                    mac: a.mac.clone(),
+                    ip: a.address.clone(),
+                }));
+                started.push(Some(a));
+            }
+        }
+        cmds.push(Command::SessionUsage(UsageArgs {
+            sessions: rows
+                .iter()
+                .map(|a| SessionCounters {
+                    nas_session_id: session_key(a),
+                    bytes_in: a.bytes_in,
+                    bytes_out: a.bytes_out,
+                })
+                .collect(),
+        }));
+        started.push(None);
+        for key in ours.keys().filter(|k| !keys.contains(*k)) {
+            cmds.push(Command::SessionEnded(SessionEndArgs {
+                nas_session_id: key.clone(),
+                reason: "nas-lost".into(),
+                bytes_in: None,
+                bytes_out: None,
+            }));
+            started.push(None);
+        }
+        let results = self.apply("router", cmds).await?;
+        for (a, r) in started.iter().zip(&results) {
+            if let (Some(a), Err(why)) = (a, r) {
+                kick.push((a, why.clone()));
+            }
+        }
+        for (a, why) in kick {
+            b.kick(&a.id).await?;
+            tracing::warn!(user = %a.user, mac = ?a.mac, reason = %why, "device logged in without entitlement: disconnected");
+            let _ = self
+                .apply(
+                    "router",
+                    vec![Command::UserDisconnected(DisconnectedArgs {
+                        user: a.user.clone(),
+                        reason: format!("reconcile: {why}"),
+                        removed_sessions: 1,
+                        removed_cookies: 0,
+                        sessions: vec![session_key(a)],
+                    })],
+                )
+                .await?;
+        }
+        self.jobs_wake.notify_one();
+        Ok(())
+    }
+}

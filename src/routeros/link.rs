@@ -1,0 +1,192 @@
+//! The supervised connection to the router. mikrotik-rs never reconnects and a half-open socket
+//! hangs, so this owns the connection: connect with a timeout, log in, probe while idle, drop the
+//! connection on any link error and reconnect with backoff (reset after healthy uptime). Every
+//! new connection bumps a generation counter so the workers resynchronise.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Mutex};
+use tokio::time::Instant;
+
+use super::backend::{Health, RouterOsBackend};
+use super::client::{ApiClient, RouterError};
+use crate::secret::Secret;
+
+#[derive(Debug, Clone)]
+pub struct LinkSettings {
+    pub address: String,
+    pub username: String,
+    pub password: Secret,
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
+    pub probe_interval: Duration,
+}
+
+/// Backoff after the n-th consecutive failure: 0.5 s doubling to 30 s.
+pub fn backoff(failures: u32) -> Duration {
+    Duration::from_millis(500u64.saturating_mul(1 << failures.saturating_sub(1).min(6)))
+        .min(Duration::from_secs(30))
+}
+
+/// After this long connected, the failure count starts again from zero.
+const HEALTHY_RESET: Duration = Duration::from_secs(60);
+
+#[derive(Default)]
+struct LinkState {
+    backend: Option<RouterOsBackend>,
+    failures: u32,
+    retry_at: Option<Instant>,
+    up_since: Option<Instant>,
+    last_error: Option<String>,
+    health: Option<Health>,
+}
+
+/// What `status` shows about the router.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct LinkStatus {
+    pub reachable: bool,
+    pub health: Option<Health>,
+    pub last_error: Option<String>,
+    pub reconnects: u64,
+}
+
+pub struct RouterLink {
+    settings: LinkSettings,
+    state: Mutex<LinkState>,
+    generation: watch::Sender<u64>,
+}
+
+impl RouterLink {
+    pub fn new(settings: LinkSettings) -> Arc<RouterLink> {
+        Arc::new(RouterLink {
+            settings,
+            state: Mutex::new(LinkState::default()),
+            generation: watch::channel(0).0,
+        })
+    }
+
+    /// Changes every time a new connection is up: resynchronise when it does.
+    pub fn generation(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
+    /// The connected backend, connecting first if the backoff allows.
+    pub async fn get(&self) -> Result<RouterOsBackend, RouterError> {
+        let mut st = self.state.lock().await;
+        if let Some(b) = &st.backend {
+            return Ok(b.clone());
+        }
+        if st.retry_at.is_some_and(|t| Instant::now() < t) {
+            return Err(RouterError::Unreachable(
+                st.last_error
+                    .clone()
+                    .unwrap_or_else(|| "waiting to reconnect".into()),
+            ));
+        }
+        let s = &self.settings;
+        let attempt = async {
+            let api = ApiClient::connect_plain(
+                &s.address,
+                &s.username,
+                s.password.expose(),
+                s.connect_timeout,
+            )
+            .await?;
+            let api = ApiClient::with_timeout(api, s.command_timeout);
+            let backend = RouterOsBackend::new(api);
+            let health = backend.health().await?;
+            Ok::<_, RouterError>((backend, health))
+        };
+        match attempt.await {
+            Ok((backend, health)) => {
+                tracing::info!(
+                    router = %s.address,
+                    identity = %health.identity,
+                    version = %health.version,
+                    board = %health.board,
+                    "router connected"
+                );
+                if let Ok(Some(group)) = backend.api_user_group(&s.username).await {
+                    if group == "full" {
+                        tracing::warn!(
+                            user = %s.username,
+                            "the router API user is in the `full` group; give it a group with only api, read and write (hotspot-edge routeros-script)"
+                        );
+                    }
+                }
+                st.backend = Some(backend.clone());
+                st.up_since = Some(Instant::now());
+                st.retry_at = None;
+                st.last_error = None;
+                st.health = Some(health);
+                self.generation.send_modify(|g| *g += 1);
+                Ok(backend)
+            }
+            Err(e) => {
+                st.failures += 1;
+                let wait = backoff(st.failures);
+                st.retry_at = Some(Instant::now() + wait);
+                st.last_error = Some(e.to_string());
+                tracing::warn!(router = %s.address, error = %e, retry_in_ms = wait.as_millis() as u64, "router connection failed");
+                Err(e)
+            }
+        }
+    }
+
+    /// A command failed on the link: drop the connection so the next use reconnects.
+    pub async fn broken(&self, e: &RouterError) {
+        let mut st = self.state.lock().await;
+        if st.backend.take().is_some() {
+            if st.up_since.is_some_and(|t| t.elapsed() >= HEALTHY_RESET) {
+                st.failures = 0;
+            }
+            st.failures += 1;
+            let wait = backoff(st.failures);
+            st.retry_at = Some(Instant::now() + wait);
+            st.last_error = Some(e.to_string());
+            tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "router connection lost");
+        }
+    }
+
+    /// Probes the router every `probe-interval` (a half-open socket is found by the timeout).
+    pub async fn probe_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = tokio::time::sleep(self.settings.probe_interval) => {}
+            }
+            if let Ok(b) = self.get().await {
+                match b.health().await {
+                    Ok(h) => self.state.lock().await.health = Some(h),
+                    Err(e) => self.broken(&e).await,
+                }
+            }
+        }
+    }
+
+    pub async fn status(&self) -> LinkStatus {
+        let st = self.state.lock().await;
+        LinkStatus {
+            reachable: st.backend.is_some(),
+            health: st.health.clone(),
+            last_error: st.last_error.clone(),
+            reconnects: *self.generation.borrow(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        assert_eq!(backoff(1), Duration::from_millis(500));
+        assert_eq!(backoff(2), Duration::from_secs(1));
+        assert_eq!(backoff(3), Duration::from_secs(2));
+        assert_eq!(backoff(7), Duration::from_secs(30));
+        assert_eq!(backoff(50), Duration::from_secs(30));
+    }
+}

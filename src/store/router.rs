@@ -1,0 +1,187 @@
+//! What the router workers read and write: the job queue, the desired state of a user on the
+//! router, and our open NAS sessions.
+
+use rusqlite::{params, OptionalExtension};
+
+use super::ledger::{grant_row, plan_row, GRANT_COLS, PLAN_COLS};
+use super::{Store, StoreError};
+use crate::clock::Now;
+use crate::engine::grants;
+use crate::engine::model::{StoredPlan, UserState};
+use crate::engine::Job;
+
+/// A pending router job.
+#[derive(Debug, Clone)]
+pub struct JobRow {
+    pub id: i64,
+    pub job: Job,
+    pub attempts: i64,
+    pub max_attempts: i64,
+}
+
+/// A user as the router should have it, derived from our state at the moment of the job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouterUser {
+    pub name: String,
+    pub password: String,
+    pub state: UserState,
+    /// Plan (profile) of the running or next grant, else of the last one.
+    pub plan: Option<String>,
+    pub time_left_ms: i64,
+    pub data_left: Option<u64>,
+    pub mac: Option<String>,
+}
+
+impl Store {
+    pub fn due_jobs(&self, now_timeline: i64, limit: usize) -> Result<Vec<JobRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, args, attempts, max_attempts FROM jobs
+             WHERE state = 'pending' AND next_attempt_at <= ?1 ORDER BY id LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![now_timeline, limit as i64], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get(2)?,
+                r.get(3)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (id, args, attempts, max_attempts) = r?;
+            match serde_json::from_str::<Job>(&args) {
+                Ok(job) => out.push(JobRow {
+                    id,
+                    job,
+                    attempts,
+                    max_attempts,
+                }),
+                Err(e) => {
+                    // A job this build cannot read is parked as failed, never retried in a loop.
+                    self.conn.execute(
+                        "UPDATE jobs SET state = 'failed', last_error = ?2 WHERE id = ?1",
+                        params![id, format!("unreadable job: {e}")],
+                    )?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// When the next pending job falls due (timeline ms).
+    pub fn next_job_at(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT min(next_attempt_at) FROM jobs WHERE state = 'pending'")?
+            .query_row([], |r| r.get(0))?)
+    }
+
+    pub fn job_done(&mut self, id: i64) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("DELETE FROM jobs WHERE id = ?1")?
+            .execute(params![id])?;
+        Ok(())
+    }
+
+    /// Records a failed attempt. `counted` is false when the router could not be reached (it did
+    /// not refuse anything): such attempts never exhaust a job. Returns true when the job is now
+    /// marked failed.
+    pub fn job_failed(
+        &mut self,
+        id: i64,
+        error: &str,
+        counted: bool,
+        retry_at_timeline: i64,
+        now: &Now,
+    ) -> Result<bool, StoreError> {
+        let add = i64::from(counted);
+        let failed: Option<String> = self
+            .conn
+            .prepare_cached(
+                "UPDATE jobs SET attempts = attempts + ?2, last_error = ?3, next_attempt_at = ?4,
+                        updated_at = ?5,
+                        state = CASE WHEN attempts + ?2 >= max_attempts THEN 'failed' ELSE 'pending' END
+                 WHERE id = ?1 RETURNING state",
+            )?
+            .query_row(params![id, add, error, retry_at_timeline, now.wall_ms], |r| r.get(0))
+            .optional()?;
+        Ok(failed.as_deref() == Some("failed"))
+    }
+
+    pub fn plan_row(&self, id: &str) -> Result<Option<StoredPlan>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(&format!("SELECT {PLAN_COLS} FROM plans WHERE id = ?1"))?
+            .query_row(params![id], plan_row)
+            .optional()?)
+    }
+
+    pub fn router_user(&self, now: &Now, username: &str) -> Result<Option<RouterUser>, StoreError> {
+        let user = self
+            .conn
+            .prepare_cached("SELECT id, password, state, mac FROM users WHERE username = ?1")?
+            .query_row(params![username], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                ))
+            })
+            .optional()?;
+        let Some((id, password, state, mac)) = user else {
+            return Ok(None);
+        };
+        let open = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {GRANT_COLS} FROM grants WHERE user_id = ?1 AND state != 'ended' ORDER BY id"
+            ))?
+            .query_map(params![id], grant_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let e = grants::entitlement(&open, now.timeline_ms);
+        let current = open
+            .iter()
+            .find(|g| g.state == crate::engine::model::GrantState::Running)
+            .or_else(|| open.first());
+        let plan = match current {
+            Some(g) => Some(g.plan_id.to_string()),
+            None => self
+                .conn
+                .prepare_cached(
+                    "SELECT plan_id FROM grants WHERE user_id = ?1 ORDER BY id DESC LIMIT 1",
+                )?
+                .query_row(params![id], |r| r.get(0))
+                .optional()?,
+        };
+        Ok(Some(RouterUser {
+            name: username.to_string(),
+            password,
+            state: UserState::parse(&state)
+                .ok_or_else(|| StoreError::Data(format!("user state {state:?}")))?,
+            plan,
+            time_left_ms: e.time_left_ms,
+            data_left: e.data_left,
+            mac,
+        }))
+    }
+
+    /// Our open sessions: NAS session id and user name.
+    pub fn open_nas_sessions(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT s.nas_session_id, u.username FROM sessions s JOIN users u ON u.id = s.user_id
+             WHERE s.ended_at IS NULL",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Users of this state (to find devices that must not be online).
+    pub fn usernames_in_state(&self, state: UserState) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT username FROM users WHERE state = ?1")?;
+        let rows = stmt.query_map(params![state.as_str()], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+}

@@ -1,0 +1,543 @@
+//! The daemon enforcing on a RouterOS hotspot: the real client over real TCP against the
+//! simulator, the real store on a temp file, the daemon in-process.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hotspot_edge::clock::{Clock, FakeClock, SystemClock};
+use hotspot_edge::config;
+use hotspot_edge::engine::command::*;
+use hotspot_edge::engine::{Command, OsEntropy};
+use hotspot_edge::routeros::sim::{Model, Simulator};
+use hotspot_edge::runtime::{run_with, Daemon};
+use serde_json::Value;
+
+const NOW_MS: i64 = 1_795_255_200_000;
+const MIN: i64 = 60_000;
+
+struct Rig {
+    sim: Simulator,
+    /// Dropped at `stop`: the store closes once the last handle is gone.
+    daemon: Daemon,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+const PLANS: &str = r#"
+[[plans]]
+id = "short"
+name = "3 seconds"
+price = 100
+currency = "KES"
+time = "3s"
+
+[[plans]]
+id = "hour"
+name = "1 hour"
+price = 1000
+currency = "KES"
+time = "1h"
+
+[[plans]]
+id = "up1h"
+name = "1 connected hour"
+price = 1000
+currency = "KES"
+time = "1h"
+validity = "uptime"
+
+[[plans]]
+id = "data"
+name = "100 MB"
+price = 1000
+currency = "KES"
+time = "30d"
+data = "100MB"
+devices = 2
+"#;
+
+async fn rig(clock: Arc<dyn Clock>) -> Rig {
+    let mut model = Model::default();
+    model.add_api_user("edge", "router-secret-1", "hotspot-edge");
+    let sim = Simulator::start("127.0.0.1:0", model).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("router.pass");
+    std::fs::write(&pw, "router-secret-1\n").unwrap();
+    let text = format!(
+        r#"[site]
+id = "rig"
+[store]
+path = "{}"
+[log]
+level = "warn"
+[enforcement]
+usage-poll = "1s"
+[router]
+kind = "routeros"
+address = "{}"
+username = "edge"
+password-file = "{}"
+hotspot-server = "hotspot1"
+allow-plaintext = true
+command-timeout = "1s"
+connect-timeout = "1s"
+probe-interval = "1s"
+{PLANS}"#,
+        dir.path().join("h.db").display(),
+        sim.addr,
+        pw.display()
+    );
+    let config = config::parse(&text, "rig.toml").unwrap().config;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        run_with(
+            config,
+            clock,
+            async {
+                let _ = stopped.await;
+            },
+            move |d| {
+                let _ = tx.send(d);
+            },
+        )
+        .await
+        .unwrap();
+    });
+    let daemon = rx.await.unwrap();
+    Rig {
+        sim,
+        daemon,
+        stop: Some(stop),
+        task,
+        _dir: dir,
+    }
+}
+
+impl Rig {
+    async fn apply(&self, cmd: Command) -> Result<Value, String> {
+        let clock = self.daemon.clock.clone();
+        let engine = hotspot_edge::engine::Engine::new(Default::default());
+        let r = self
+            .daemon
+            .store
+            .call(move |s| s.apply(&engine, clock.as_ref(), &mut OsEntropy, "test", None, &cmd))
+            .await
+            .unwrap();
+        self.daemon.wake();
+        r.map(|a| a.result).map_err(|e| e.to_string())
+    }
+
+    async fn pay(&self, reference: &str, plan: &str, mac: &str, ip: &str) -> String {
+        let r = self
+            .apply(Command::PaymentConfirmed(PaymentArgs {
+                provider: "mpesa".into(),
+                reference: reference.into(),
+                phone: Some(format!("2547000{}", &reference[1..])),
+                amount: None,
+                plan: plan.into(),
+                mac: Some(mac.into()),
+                ip: Some(ip.into()),
+            }))
+            .await
+            .unwrap();
+        r["user"].as_str().unwrap().to_string()
+    }
+
+    async fn user(&self, name: &str) -> Value {
+        let (clock, name) = (self.daemon.clock.clone(), name.to_string());
+        self.daemon
+            .store
+            .call(move |s| {
+                let now = s.now(clock.as_ref()).unwrap();
+                s.view_user(&now, &name).unwrap().unwrap()
+            })
+            .await
+            .unwrap()
+    }
+
+    async fn events(&self, ty: &str) -> Vec<Value> {
+        let ty = ty.to_string();
+        self.daemon
+            .store
+            .call(move |s| s.view_outbox("rig", 0, 0).unwrap())
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e["type"] == ty)
+            .collect()
+    }
+
+    async fn audit(&self) -> Vec<(Option<String>, String, String)> {
+        self.daemon
+            .store
+            .call(|s| {
+                let conn = rusqlite::Connection::open(s.path()).unwrap();
+                let mut st = conn
+                    .prepare("SELECT username, action, reason FROM audit ORDER BY id")
+                    .unwrap();
+                st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .unwrap()
+                    .collect::<Result<Vec<_>, _>>()
+                    .unwrap()
+            })
+            .await
+            .unwrap()
+    }
+
+    fn active_users(&self) -> Vec<String> {
+        self.sim
+            .model()
+            .active
+            .rows
+            .iter()
+            .map(|r| r.get("user").unwrap_or("").to_string())
+            .collect()
+    }
+
+    fn router_user(&self, name: &str) -> Option<std::collections::BTreeMap<String, String>> {
+        self.sim
+            .model()
+            .users
+            .by("name", name)
+            .map(|r| r.fields.clone())
+    }
+
+    async fn stop(self) {
+        let Rig {
+            daemon,
+            stop,
+            task,
+            sim,
+            _dir,
+        } = self;
+        drop(daemon);
+        let _ = stop.unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .unwrap()
+            .unwrap();
+        drop((sim, _dir));
+    }
+}
+
+/// Waits (real time) until `f` holds, or fails the test with `what`.
+async fn until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < end, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_lifecycle_payment_login_expiry_disconnect() {
+    let r = rig(Arc::new(SystemClock)).await;
+    let user = r
+        .pay("R1", "short", "AA:BB:CC:00:00:01", "10.5.50.11")
+        .await;
+    until("the device is logged in on the router", 5, || {
+        r.active_users() == [user.clone()]
+    })
+    .await;
+    let ru = r.router_user(&user).unwrap();
+    assert_eq!(ru.get("profile").map(String::as_str), Some("short"));
+    assert_eq!(
+        ru.get("comment").map(String::as_str),
+        Some("managed by hotspot-edge")
+    );
+    assert_eq!(ru.get("disabled").map(String::as_str), Some("no"));
+    assert_eq!(
+        r.sim
+            .model()
+            .profiles
+            .by("name", "short")
+            .unwrap()
+            .get("comment"),
+        Some("managed by hotspot-edge")
+    );
+    assert_eq!(r.sim.model().cookies.rows.len(), 1);
+    let paid_at = Instant::now();
+    until("the device is cut off after 3 s", 8, || {
+        r.active_users().is_empty()
+    })
+    .await;
+    let took = paid_at.elapsed();
+    assert!(
+        took >= Duration::from_millis(2500),
+        "cut off early, after {took:?}"
+    );
+    until("the user is disabled and the cookie removed", 3, || {
+        r.router_user(&user)
+            .unwrap()
+            .get("disabled")
+            .map(String::as_str)
+            == Some("yes")
+            && r.sim.model().cookies.rows.is_empty()
+    })
+    .await;
+    assert_eq!(
+        r.sim
+            .model()
+            .device_returns("AA:BB:CC:00:00:01", "10.5.50.11"),
+        None,
+        "no way back in"
+    );
+    until("the audit row", 3, || true).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let audit = r.audit().await;
+    assert!(
+        audit.iter().any(|(u, a, why)| u.as_deref() == Some(&user)
+            && a == "disconnect"
+            && why == "expired"),
+        "{audit:?}"
+    );
+    assert_eq!(r.events("user.expired").await.len(), 1);
+    assert_eq!(r.events("session.started").await.len(), 1);
+    let ended = r.events("session.ended").await;
+    assert_eq!(ended.len(), 1);
+    assert_eq!(ended[0]["payload"]["reason"], "expired");
+    assert_eq!(r.user(&user).await["state"], "expired");
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiry_with_controlled_time_is_exact() {
+    let clock = FakeClock::new(NOW_MS);
+    let r = rig(Arc::new(clock.clone())).await;
+    let user = r.pay("R1", "hour", "AA:BB:CC:00:00:01", "10.5.50.11").await;
+    until("logged in", 5, || r.active_users() == [user.clone()]).await;
+    clock.advance(60 * MIN - 1);
+    r.daemon.wake();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        r.active_users(),
+        std::slice::from_ref(&user),
+        "1 ms before the end it is still paid for"
+    );
+    clock.advance(1);
+    r.daemon.wake();
+    until("cut off at the hour", 3, || r.active_users().is_empty()).await;
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uptime_grant_pauses_while_the_device_is_offline() {
+    let clock = FakeClock::new(NOW_MS);
+    let r = rig(Arc::new(clock.clone())).await;
+    let user = r.pay("R1", "up1h", "AA:BB:CC:00:00:01", "10.5.50.11").await;
+    until("logged in", 5, || r.active_users() == [user.clone()]).await;
+    r.daemon.poll_router();
+    let u = user.clone();
+    let started = async || r.events("session.started").await.len();
+    let t0 = Instant::now();
+    while started().await == 0 {
+        assert!(t0.elapsed() < Duration::from_secs(5), "no session.started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    clock.advance(20 * MIN);
+    // The device walks away: the router logs it out by itself (idle timeout).
+    let id = r.sim.model().active.rows[0].id;
+    r.sim.model().logout(id);
+    r.daemon.poll_router();
+    let t0 = Instant::now();
+    while r.events("session.ended").await.is_empty() {
+        assert!(t0.elapsed() < Duration::from_secs(5), "no session.ended");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        r.events("session.ended").await[0]["payload"]["reason"],
+        "nas-lost"
+    );
+    clock.advance(5 * 60 * MIN);
+    r.daemon.wake();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let shown = r.user(&u).await;
+    assert_eq!(shown["state"], "active");
+    assert_eq!(
+        shown["time-left-ms"],
+        40 * MIN,
+        "offline hours were not counted"
+    );
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_quota_shared_by_two_devices() {
+    let r = rig(Arc::new(SystemClock)).await;
+    let g = r
+        .apply(Command::VouchersGenerate(GenerateArgs {
+            plan: "data".into(),
+            count: 1,
+            length: None,
+            expires_in: None,
+        }))
+        .await
+        .unwrap();
+    let code = g["codes"][0].as_str().unwrap().to_string();
+    r.apply(Command::VoucherRedeem(RedeemArgs {
+        code: code.clone(),
+        mac: None,
+        ip: None,
+        user: None,
+    }))
+    .await
+    .unwrap();
+    until("the user is on the router", 5, || {
+        r.router_user(&code).is_some()
+    })
+    .await;
+    r.sim
+        .model()
+        .portal_login(&code, &code, "AA:BB:CC:00:00:01", "10.5.50.11")
+        .unwrap();
+    r.sim
+        .model()
+        .portal_login(&code, &code, "AA:BB:CC:00:00:02", "10.5.50.12")
+        .unwrap();
+    r.sim
+        .model()
+        .traffic("AA:BB:CC:00:00:01", 10_000_000, 50_000_000);
+    r.sim
+        .model()
+        .traffic("AA:BB:CC:00:00:02", 5_000_000, 20_000_000);
+    r.daemon.poll_router();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        r.active_users().len(),
+        2,
+        "85 MB of 100 MB: both still online"
+    );
+    assert_eq!(r.user(&code).await["data-left"], 15_000_000);
+    r.sim.model().traffic("AA:BB:CC:00:00:02", 0, 16_000_000);
+    r.daemon.poll_router();
+    until(
+        "both devices cut off when the sum crosses 100 MB",
+        5,
+        || r.active_users().is_empty(),
+    )
+    .await;
+    assert_eq!(r.user(&code).await["state"], "expired");
+    let ended = r.events("grant.ended").await;
+    assert_eq!(ended[0]["payload"]["reason"], "data");
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn router_down_for_a_while_then_everything_due_is_enforced_once() {
+    let clock = FakeClock::new(NOW_MS);
+    let r = rig(Arc::new(clock.clone())).await;
+    let user = r.pay("R1", "hour", "AA:BB:CC:00:00:01", "10.5.50.11").await;
+    until("logged in", 5, || r.active_users() == [user.clone()]).await;
+    // The API goes away (connection dropped mid-session, then refused).
+    r.sim.set_refuse(true);
+    clock.advance(61 * MIN);
+    r.daemon.wake();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        r.user(&user).await["state"],
+        "expired",
+        "expiry happens without the router"
+    );
+    assert_eq!(
+        r.active_users(),
+        std::slice::from_ref(&user),
+        "the router could not be told yet"
+    );
+    r.sim.set_refuse(false);
+    until("disconnected once the router is back", 10, || {
+        r.active_users().is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let disconnects = r
+        .audit()
+        .await
+        .into_iter()
+        .filter(|(_, a, _)| a == "disconnect")
+        .count();
+    assert_eq!(disconnects, 1, "applied once");
+    let jobs = r
+        .daemon
+        .store
+        .call(|s| {
+            let now = s.now(&SystemClock).unwrap();
+            s.view_jobs(&now, None, 0).unwrap().to_json()
+        })
+        .await
+        .unwrap();
+    assert!(
+        jobs.as_array()
+            .unwrap()
+            .iter()
+            .all(|j| j["state"] != "failed"),
+        "{jobs}"
+    );
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_without_entitlement_are_disconnected_at_reconcile() {
+    let r = rig(Arc::new(SystemClock)).await;
+    // A user someone added on the router by hand, unknown to us.
+    {
+        let mut m = r.sim.model();
+        let req = hotspot_edge::routeros::sim::model::Request::parse(&[
+            "/ip/hotspot/user/add".to_string(),
+            "=name=intruder".into(),
+            "=password=x".into(),
+        ]);
+        m.handle(&req);
+        m.portal_login("intruder", "x", "AA:BB:CC:00:00:09", "10.5.50.99")
+            .unwrap();
+    }
+    r.daemon.poll_router();
+    until("the unknown user is disconnected", 5, || {
+        r.active_users().is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let audit = r.audit().await;
+    assert!(
+        audit
+            .iter()
+            .any(|(u, a, why)| u.as_deref() == Some("intruder")
+                && a == "disconnect"
+                && why.contains("not-found")),
+        "{audit:?}"
+    );
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_fatal_and_stalls_only_cost_a_reconnect() {
+    let r = rig(Arc::new(SystemClock)).await;
+    let link = r.daemon.link.clone().unwrap();
+    let user = r.pay("R1", "hour", "AA:BB:CC:00:00:01", "10.5.50.11").await;
+    until("logged in", 5, || r.active_users() == [user.clone()]).await;
+    let before = link.status().await.reconnects;
+    r.sim.send_garbage();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    r.sim.send_fatal("too many sessions");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    r.sim.stall_for(Duration::from_secs(3));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let t0 = Instant::now();
+    while !link.status().await.reachable {
+        assert!(t0.elapsed() < Duration::from_secs(10), "never reconnected");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        link.status().await.reconnects > before,
+        "the link was rebuilt"
+    );
+    // State intact, and the router is still managed: a second customer is served.
+    assert_eq!(r.user(&user).await["state"], "active");
+    let second = r.pay("R2", "hour", "AA:BB:CC:00:00:02", "10.5.50.12").await;
+    until("the second device is logged in", 8, || {
+        r.active_users().contains(&second)
+    })
+    .await;
+    r.stop().await;
+}
