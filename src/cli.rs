@@ -70,7 +70,7 @@ pub enum Cmd {
     /// Router operations waiting or failed.
     #[command(subcommand)]
     Jobs(JobsCmd),
-    /// A self-contained demo: a temporary site sells, redeems and expires two customers.
+    /// A self-contained demo against the bundled RouterOS simulator: sell, log in, expire, report.
     Demo(DemoArgs),
 }
 
@@ -225,8 +225,8 @@ pub enum JobsCmd {
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Length of the demo's short plan, in seconds.
-    #[arg(long, default_value_t = 12)]
+    /// Length of the demo's time plan, in seconds.
+    #[arg(long, default_value_t = 15)]
     pub seconds: u32,
 }
 

@@ -1,13 +1,16 @@
-//! `hotspot-edge demo`: a self-contained tour on a temporary database. It sells a plan for cash,
-//! redeems a voucher, runs the daemon and shows both customers expire on time, then prints the
-//! outbox the cloud would receive. No router and no cloud are needed.
+//! `hotspot-edge demo`: a self-contained tour. It starts the bundled RouterOS simulator and the
+//! daemon on a temporary database, sells a time plan for cash and a data plan by voucher to
+//! simulated devices, shows them counting down and using data, shows both cut off on time on the
+//! router, and prints the outbox the cloud would receive. No router, no cloud, under a minute.
 
+use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::cli::run_args;
 use crate::clock::SystemClock;
 use crate::config;
+use crate::routeros::sim::{Model, Simulator};
 
 pub fn demo(seconds: u32) -> i32 {
     let seconds = seconds.clamp(3, 600);
@@ -21,7 +24,17 @@ pub fn demo(seconds: u32) -> i32 {
         eprintln!("error: cannot create {}: {e}", dir.display());
         return 73;
     }
-    let code = demo_in(&dir, seconds);
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 71;
+        }
+    };
+    let code = rt.block_on(demo_in(&dir, seconds));
     let _ = std::fs::remove_dir_all(&dir);
     code
 }
@@ -30,8 +43,33 @@ fn step(title: &str) {
     println!("\n=== {title}");
 }
 
-fn demo_in(dir: &std::path::Path, seconds: u32) -> i32 {
+const MAC_A: &str = "AA:BB:CC:00:00:0A";
+const MAC_B1: &str = "AA:BB:CC:00:00:B1";
+const MAC_B2: &str = "AA:BB:CC:00:00:B2";
+
+async fn cli(cfg: &Path, args: &[&str]) -> i32 {
+    let cfg = cfg.to_path_buf();
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_args(&cfg, &a)
+    })
+    .await
+    .unwrap_or(70)
+}
+
+async fn demo_in(dir: &Path, seconds: u32) -> i32 {
+    let mut model = Model::default();
+    model.add_api_user("hotspot-edge", "demo-router-password", "hotspot-edge");
+    let sim = match Simulator::start("127.0.0.1:0", model).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot start the router simulator: {e}");
+            return 71;
+        }
+    };
     let cfg_path = dir.join("config.toml");
+    let pw_path = dir.join("router.pass");
     let text = format!(
         r#"[site]
 id = "demo-site"
@@ -43,6 +81,17 @@ path = "{db}"
 [log]
 level = "info"
 
+[enforcement]
+usage-poll = "1s"
+
+[router]
+kind = "routeros"
+address = "{addr}"
+username = "hotspot-edge"
+password-file = "{pw}"
+hotspot-server = "hotspot1"
+allow-plaintext = true
+
 [[plans]]
 id = "quick"
 name = "{s} seconds (demo)"
@@ -51,29 +100,62 @@ currency = "KES"
 time = "{s}s"
 
 [[plans]]
-id = "double"
-name = "{d} seconds (demo)"
-price = 1500
+id = "data"
+name = "30 MB for 10 minutes, 2 devices (demo)"
+price = 5000
 currency = "KES"
-time = "{d}s"
-data = "50MB"
+time = "10m"
+data = "30MB"
 devices = 2
+rate-limit = "2M/5M"
 "#,
         db = dir.join("demo.db").display(),
+        addr = sim.addr,
+        pw = pw_path.display(),
         s = seconds,
-        d = seconds * 2
     );
-    if let Err(e) = std::fs::write(&cfg_path, text) {
-        eprintln!("error: cannot write {}: {e}", cfg_path.display());
+    if std::fs::write(&cfg_path, text).is_err()
+        || std::fs::write(&pw_path, "demo-router-password\n").is_err()
+    {
+        eprintln!("error: cannot write the demo config in {}", dir.display());
         return 73;
     }
-    println!("hotspot-edge demo: a temporary site in {}", dir.display());
+    println!(
+        "hotspot-edge demo: a RouterOS simulator on {} and a temporary site in {}",
+        sim.addr,
+        dir.display()
+    );
     step("check-config");
-    run_args(&cfg_path, &["check-config"]);
-    step("plans list");
-    run_args(&cfg_path, &["plans", "list"]);
-    step("a customer pays KES 10 in cash for the quick plan on device AA:BB:CC:00:00:01");
-    run_args(
+    cli(&cfg_path, &["check-config"]).await;
+    let config = match config::load(&cfg_path) {
+        Ok(l) => l.config,
+        Err(e) => {
+            eprintln!("{e}");
+            return 78;
+        }
+    };
+    crate::logging::init(&config::LogConfig {
+        level: config::LogLevel::Warn,
+        format: config::LogFormat::Pretty,
+    });
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let daemon_cfg = config.clone();
+    let daemon = tokio::spawn(async move {
+        crate::runtime::run_with(
+            daemon_cfg,
+            Arc::new(SystemClock),
+            async {
+                let _ = stop_rx.await;
+            },
+            |_| {},
+        )
+        .await
+    });
+    step("the daemon runs and connects to the router; plans become hotspot user profiles");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    cli(&cfg_path, &["plans", "list"]).await;
+    step(&format!("customer A pays KES 10 cash for {seconds} s on device {MAC_A}: created and logged in on the router"));
+    cli(
         &cfg_path,
         &[
             "payments",
@@ -87,11 +169,14 @@ devices = 2
             "--plan",
             "quick",
             "--mac",
-            "AA:BB:CC:00:00:01",
+            MAC_A,
+            "--ip",
+            "10.5.50.10",
         ],
-    );
-    step("the same receipt is recorded again (M-Pesa callbacks repeat): it buys nothing");
-    run_args(
+    )
+    .await;
+    step("the same receipt arrives again (M-Pesa repeats callbacks): it buys nothing");
+    cli(
         &cfg_path,
         &[
             "payments",
@@ -100,108 +185,159 @@ devices = 2
             "cash",
             "--reference",
             "CASH-0001",
-            "--phone",
-            "254700000001",
             "--plan",
             "quick",
         ],
-    );
-    step("the attendant prints two vouchers for the double plan; one is redeemed");
-    let loaded = match config::load(&cfg_path) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("{e}");
-            return 78;
-        }
-    };
-    let config = loaded.config;
-    let store = match crate::app::open_store(&config, &SystemClock, false) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 74;
-        }
-    };
-    drop(store);
-    run_args(
-        &cfg_path,
-        &["vouchers", "generate", "--plan", "double", "--count", "2"],
-    );
+    )
+    .await;
+    step("customer B buys a 30 MB voucher and types it on two devices at the portal");
     let code = {
-        let store = crate::app::open_store(&config, &SystemClock, false);
-        let Ok(store) = store else { return 74 };
-        let now = store.now(&SystemClock);
-        let Ok(now) = now else { return 74 };
-        store
-            .view_vouchers(&now, Some("unused"), None, 1)
-            .ok()
-            .and_then(|t| t.rows.first().and_then(|r| r[0].as_str().map(String::from)))
-            .unwrap_or_default()
-    };
-    run_args(
-        &cfg_path,
-        &["vouchers", "redeem", &code, "--mac", "AA:BB:CC:00:00:02"],
-    );
-    step("the same code typed again is refused");
-    run_args(&cfg_path, &["vouchers", "redeem", &code]);
-    step("users now");
-    run_args(&cfg_path, &["users", "list"]);
-    step(&format!(
-        "the daemon runs; it wakes exactly at each deadline (about {} s)",
-        seconds * 2
-    ));
-    crate::logging::init(&config.log);
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 71;
+        let out = tokio::task::spawn_blocking({
+            let cfg = cfg_path.clone();
+            move || {
+                let config = config::load(&cfg).ok()?.config;
+                let mut store = crate::app::open_store(&config, &SystemClock, false).ok()?;
+                let engine = crate::app::engine(&config);
+                let cmd = crate::engine::Command::VouchersGenerate(
+                    crate::engine::command::GenerateArgs {
+                        plan: "data".into(),
+                        count: 1,
+                        length: None,
+                        expires_in: None,
+                    },
+                );
+                let r = store
+                    .apply(
+                        &engine,
+                        &SystemClock,
+                        &mut crate::engine::OsEntropy,
+                        "cli",
+                        None,
+                        &cmd,
+                    )
+                    .ok()?;
+                r.result["codes"][0].as_str().map(String::from)
+            }
+        })
+        .await;
+        match out {
+            Ok(Some(c)) => c,
+            _ => {
+                eprintln!("error: could not generate the demo voucher");
+                return 74;
+            }
         }
     };
-    let watch_cfg = config.clone();
-    let result = rt.block_on(async move {
-        let watcher = async move {
-            for _ in 0..(seconds * 2 + 10) {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                let Ok(store) = crate::app::open_store(&watch_cfg, &SystemClock, false) else {
-                    continue;
-                };
-                let Ok(now) = store.now(&SystemClock) else {
-                    continue;
-                };
-                let Ok(t) = store.view_users(&now, None, 0) else {
-                    continue;
-                };
-                let line: Vec<String> = t
-                    .rows
+    println!("voucher {code}");
+    cli(&cfg_path, &["vouchers", "redeem", &code]).await;
+    // The customer types the code at the captive portal on both devices.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let ok = {
+            let mut m = sim.model();
+            m.portal_login(&code, &code, MAC_B1, "10.5.50.21").is_ok()
+        };
+        if ok || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = sim.model().portal_login(&code, &code, MAC_B2, "10.5.50.22");
+    step("devices browse; every second: time and data left, and who is online on the router");
+    let started = Instant::now();
+    let limit = Duration::from_secs(u64::from(seconds) + 20);
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        {
+            let mut m = sim.model();
+            m.advance(1000);
+            m.traffic(MAC_A, 20_000, 300_000);
+            m.traffic(MAC_B1, 100_000, 1_400_000);
+            m.traffic(MAC_B2, 50_000, 900_000);
+        }
+        let online: Vec<String> = sim
+            .model()
+            .active
+            .rows
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}@{}",
+                    r.get("user").unwrap_or(""),
+                    r.get("mac-address").unwrap_or("")
+                )
+            })
+            .collect();
+        let users = tokio::task::spawn_blocking({
+            let config = config.clone();
+            move || {
+                let store = crate::app::open_store(&config, &SystemClock, false).ok()?;
+                let now = store.now(&SystemClock).ok()?;
+                store.view_users(&now, None, 0).ok()
+            }
+        })
+        .await
+        .ok()
+        .flatten();
+        let line: Vec<String> = users
+            .map(|t| {
+                t.rows
                     .iter()
                     .map(|r| {
                         format!(
-                            "{} {} {}",
+                            "{} {} time {} data {}",
                             r[0].as_str().unwrap_or(""),
                             r[1].as_str().unwrap_or(""),
-                            r[4].as_str().unwrap_or("")
+                            r[4].as_str().unwrap_or(""),
+                            r[5].as_str().unwrap_or("-")
                         )
                     })
-                    .collect();
-                println!("  users: {}", line.join(" | "));
-                if t.rows.iter().all(|r| r[1] == "expired") {
-                    break;
-                }
+                    .collect()
+            })
+            .unwrap_or_default();
+        println!(
+            "  t+{:>2}s | {} | on the router: {}",
+            started.elapsed().as_secs(),
+            line.join(" | "),
+            if online.is_empty() {
+                "nobody".to_string()
+            } else {
+                online.join(", ")
             }
-        };
-        crate::runtime::run_with(config, Arc::new(SystemClock), watcher, |_| {}).await
-    });
-    if let Err(e) = result {
-        eprintln!("error: {e}");
-        return 74;
+        );
+        let all_done = online.is_empty() && started.elapsed() > Duration::from_secs(3);
+        if all_done || started.elapsed() > limit {
+            break;
+        }
     }
-    step("audit: every user expired on time; router jobs are waiting for a router backend");
-    run_args(&cfg_path, &["jobs", "list"]);
+    step(
+        "both customers were cut off on the router: user disabled, cookies removed, sessions gone",
+    );
+    {
+        let m = sim.model();
+        for u in &m.users.rows {
+            println!(
+                "  router user {:<10} profile {:<6} disabled {}",
+                u.get("name").unwrap_or(""),
+                u.get("profile").unwrap_or(""),
+                u.get("disabled").unwrap_or("")
+            );
+        }
+        println!(
+            "  active sessions {}, cookies {}",
+            m.active.rows.len(),
+            m.cookies.rows.len()
+        );
+    }
+    let _ = stop_tx.send(());
+    match daemon.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => eprintln!("daemon: {e}"),
+        Err(e) => eprintln!("daemon: {e}"),
+    }
+    step("sessions");
+    cli(&cfg_path, &["sessions", "list"]).await;
     step("outbox: the events the cloud will receive, in order");
-    run_args(&cfg_path, &["outbox", "list"]);
+    cli(&cfg_path, &["outbox", "list"]).await;
     0
 }
