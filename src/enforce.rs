@@ -55,6 +55,9 @@ pub struct Enforcer {
     pub jobs_wake: Arc<Notify>,
     /// Notified to poll now.
     pub poll_wake: Arc<Notify>,
+    /// Profiles already ensured on the current connection (generation, plan): a user sync then
+    /// skips the profile check. Cleared by a reconnect or a `sync-plan` job.
+    pub profiles_ok: std::sync::Mutex<HashSet<(u64, String)>>,
 }
 
 /// Our id for a router session: its `.id` alone is reused after a router reboot.
@@ -141,46 +144,47 @@ impl Enforcer {
     }
 
     async fn run_batch(&self, b: &RouterOsBackend, jobs: Vec<crate::store::router::JobRow>) {
+        let mut done = Vec::new();
         for j in jobs {
-            let result = self.execute(b, &j.job).await;
-            let clock = self.clock.clone();
-            let outcome = match result {
+            let e = match self.execute(b, &j.job).await {
                 Ok(()) => {
-                    self.store
-                        .call(move |s| s.job_done(j.id).map(|_| false))
-                        .await
+                    done.push(j.id);
+                    continue;
                 }
-                Err(e) => {
-                    let link = matches!(&e, StepError::Router(r) if r.is_link());
-                    if let StepError::Router(r) = &e {
-                        if r.is_link() {
-                            self.link.broken(r).await;
-                        }
-                    }
-                    let msg = e.to_string();
-                    let attempts = j.attempts;
-                    let r = self
-                        .store
-                        .call(move |s| {
-                            let now = s.now(clock.as_ref())?;
-                            let retry = if link { 1000 } else { job_backoff_ms(attempts) };
-                            s.job_failed(j.id, &msg, !link, now.timeline_ms + retry, &now)
-                        })
-                        .await;
-                    if let Ok(Ok(true)) = r {
-                        tracing::error!(job = j.id, kind = j.job.kind(), target = %j.job.target(), error = %e, "router job failed for good; see `jobs list`, retry with `jobs retry`");
-                    } else {
-                        tracing::warn!(job = j.id, kind = j.job.kind(), target = %j.job.target(), error = %e, "router job will be retried");
-                    }
-                    if link {
-                        return;
-                    }
-                    r
-                }
+                Err(e) => e,
             };
-            if let Ok(Err(e)) = outcome {
-                tracing::error!(error = %e, "recording a router job");
+            let link = matches!(&e, StepError::Router(r) if r.is_link());
+            if let StepError::Router(r) = &e {
+                if r.is_link() {
+                    self.link.broken(r).await;
+                }
             }
+            let (msg, attempts, clock) = (e.to_string(), j.attempts, self.clock.clone());
+            let recorded = self
+                .store
+                .call(move |s| {
+                    let now = s.now(clock.as_ref())?;
+                    // A link failure is not the router saying no: retry soon, attempt not spent.
+                    let retry = if link { 1000 } else { job_backoff_ms(attempts) };
+                    s.job_failed(j.id, &msg, !link, now.timeline_ms + retry, &now)
+                })
+                .await;
+            match recorded {
+                Ok(Ok(true)) => {
+                    tracing::error!(job = j.id, kind = j.job.kind(), target = %j.job.target(), error = %e, "router job failed for good; see `jobs list`, retry with `jobs retry`")
+                }
+                Ok(Ok(false)) => {
+                    tracing::warn!(job = j.id, kind = j.job.kind(), target = %j.job.target(), error = %e, "router job will be retried")
+                }
+                Ok(Err(se)) => tracing::error!(error = %se, "recording a failed router job"),
+                Err(_) => return,
+            }
+            if link {
+                break;
+            }
+        }
+        if let Ok(Err(e)) = self.store.call(move |s| s.jobs_done(&done)).await {
+            tracing::error!(error = %e, "recording finished router jobs");
         }
     }
 
@@ -216,7 +220,18 @@ impl Enforcer {
         };
         let profile = match &u.plan {
             Some(p) if p != "manual" => {
-                self.sync_profile(b, p).await?;
+                let key = (*self.link.generation().borrow(), p.clone());
+                let known = self
+                    .profiles_ok
+                    .lock()
+                    .map(|s| s.contains(&key))
+                    .unwrap_or(false);
+                if !known {
+                    self.sync_profile(b, p).await?;
+                    if let Ok(mut s) = self.profiles_ok.lock() {
+                        s.insert(key);
+                    }
+                }
                 p.clone()
             }
             _ => "default".to_string(),
@@ -240,7 +255,12 @@ impl Enforcer {
 
     async fn execute(&self, b: &RouterOsBackend, job: &Job) -> Result<(), StepError> {
         match job {
-            Job::SyncPlan { plan } => self.sync_profile(b, plan).await,
+            Job::SyncPlan { plan } => {
+                if let Ok(mut s) = self.profiles_ok.lock() {
+                    s.retain(|(_, p)| p != plan);
+                }
+                self.sync_profile(b, plan).await
+            }
             Job::SyncUser { username } => self.sync_user(b, username).await.map(|_| ()),
             Job::DisconnectUser { username, reason } => {
                 // Disable first, so neither a cookie nor a retrying device gets back in.

@@ -125,6 +125,7 @@ pub async fn run_with(
             },
             jobs_wake: daemon.jobs_wake.clone(),
             poll_wake: daemon.poll_wake.clone(),
+            profiles_ok: Default::default(),
         });
         tasks.push(tokio::spawn(link.clone().probe_loop(stop_rx.clone())));
         tasks.push(tokio::spawn(enforcer.clone().run_jobs(stop_rx.clone())));

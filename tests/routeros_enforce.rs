@@ -541,3 +541,89 @@ async fn garbage_fatal_and_stalls_only_cost_a_reconnect() {
     .await;
     r.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_users_and_two_thousand_sessions() {
+    let r = rig(Arc::new(SystemClock)).await;
+    let mut creds: Vec<(String, String)> = Vec::new();
+    for chunk in 0..10u32 {
+        let cmds: Vec<Command> = (0..1000u32)
+            .map(|i| {
+                let n = chunk * 1000 + i;
+                Command::PaymentConfirmed(PaymentArgs {
+                    provider: "mpesa".into(),
+                    reference: format!("P{n:06}"),
+                    phone: Some(format!("2547{n:08}")),
+                    amount: None,
+                    plan: "hour".into(),
+                    mac: None,
+                    ip: None,
+                })
+            })
+            .collect();
+        let results = r
+            .daemon
+            .store
+            .call(move |s| {
+                let engine = hotspot_edge::engine::Engine::new(Default::default());
+                let refs: Vec<_> = cmds.iter().map(|c| (None, c)).collect();
+                s.apply_many(&engine, &SystemClock, &mut OsEntropy, "test", &refs)
+                    .unwrap()
+            })
+            .await
+            .unwrap();
+        for res in results {
+            let v = res.unwrap().result;
+            creds.push((
+                v["user"].as_str().unwrap().into(),
+                v["password"].as_str().unwrap().into(),
+            ));
+        }
+        r.daemon.wake();
+    }
+    until("10,000 users on the router", 600, || {
+        r.sim.model().users.rows.len() == 10_000
+    })
+    .await;
+    for (i, (u, p)) in creds.iter().take(2000).enumerate() {
+        let mac = format!("02:00:00:00:{:02X}:{:02X}", i / 256, i % 256);
+        r.sim
+            .model()
+            .portal_login(
+                u,
+                p,
+                &mac,
+                &format!("10.5.{}.{}", 50 + i / 250, 1 + i % 250),
+            )
+            .unwrap();
+    }
+    r.daemon.poll_router();
+    let t0 = Instant::now();
+    loop {
+        let status = r
+            .daemon
+            .store
+            .call(|s| {
+                let now = s.now(&SystemClock).unwrap();
+                s.status("rig", &now).unwrap()
+            })
+            .await
+            .unwrap();
+        if status["active-sessions"] == 2000 {
+            assert_eq!(status["users"]["active"], 10_000);
+            assert_eq!(status["jobs"]["failed"], 0);
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "sessions not all seen: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        r.active_users().len(),
+        2000,
+        "nobody entitled was disconnected"
+    );
+    r.stop().await;
+}

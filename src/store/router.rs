@@ -76,10 +76,22 @@ impl Store {
             .query_row([], |r| r.get(0))?)
     }
 
-    pub fn job_done(&mut self, id: i64) -> Result<(), StoreError> {
-        self.conn
-            .prepare_cached("DELETE FROM jobs WHERE id = ?1")?
-            .execute(params![id])?;
+    /// Removes finished jobs, all in one transaction (one flash write for a whole batch; jobs
+    /// are idempotent, so a crash before this only repeats them).
+    pub fn jobs_done(&mut self, ids: &[i64]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        {
+            let mut stmt = tx.prepare_cached("DELETE FROM jobs WHERE id = ?1")?;
+            for id in ids {
+                stmt.execute(params![id])?;
+            }
+        }
+        tx.commit()?;
         Ok(())
     }
 
