@@ -1,0 +1,71 @@
+//! The RouterOS API simulator as a program, for trying hotspot-edge without a router:
+//!
+//!   hotspot-edge-routeros-sim --listen 127.0.0.1:8728 --user hotspot-edge --password secret
+//!
+//! It serves the hotspot menus hotspot-edge uses (docs/routeros-simulator.md). With
+//! `--traffic-kbps N` every logged-in device downloads N kB/s, so data plans run out.
+
+use std::time::Duration;
+
+use clap::Parser;
+use hotspot_edge::routeros::sim::{Model, Simulator};
+
+#[derive(Parser)]
+#[command(about = "A RouterOS API simulator (hotspot menus) for hotspot-edge")]
+struct Args {
+    #[arg(long, default_value = "127.0.0.1:8728")]
+    listen: String,
+    #[arg(long, default_value = "hotspot-edge")]
+    user: String,
+    #[arg(long)]
+    password: String,
+    /// Put the `.tag` word first in replies (real routers put it last).
+    #[arg(long)]
+    tag_first: bool,
+    /// Answer empty prints with `!empty` (RouterOS 7.18+).
+    #[arg(long)]
+    empty_reply: bool,
+    /// Download rate of every logged-in device, kB/s (0: no traffic).
+    #[arg(long, default_value_t = 0)]
+    traffic_kbps: u64,
+}
+
+fn main() {
+    let args = Args::parse();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async move {
+        let mut model = Model {
+            empty_reply: args.empty_reply,
+            ..Model::default()
+        };
+        model.add_api_user(&args.user, &args.password, "hotspot-edge");
+        let sim = match Simulator::start(&args.listen, model).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: cannot listen on {}: {e}", args.listen);
+                std::process::exit(71);
+            }
+        };
+        sim.set_tag_first(args.tag_first);
+        eprintln!("RouterOS simulator on {} (API user {:?})", sim.addr, args.user);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return,
+                _ = tick.tick() => {
+                    let mut m = sim.model();
+                    m.advance(1000);
+                    if args.traffic_kbps > 0 {
+                        let macs: Vec<String> = m.active.rows.iter().filter_map(|r| r.get("mac-address").map(String::from)).collect();
+                        for mac in macs {
+                            m.traffic(&mac, args.traffic_kbps * 100, args.traffic_kbps * 1000);
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
