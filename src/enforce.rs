@@ -110,7 +110,7 @@ impl Enforcer {
                 .store
                 .call(move |s| -> Result<_, StoreError> {
                     let now = s.now(clock.as_ref())?;
-                    Ok((now, s.due_jobs(now.timeline_ms, 200)?, s.next_job_at()?))
+                    Ok((now, s.due_jobs(now.timeline_ms, 2000)?, s.next_job_at()?))
                 })
                 .await;
             let (now, jobs, next) = match due {
@@ -143,8 +143,30 @@ impl Enforcer {
         }
     }
 
-    async fn run_batch(&self, b: &RouterOsBackend, jobs: Vec<crate::store::router::JobRow>) {
+    async fn run_batch(&self, b: &RouterOsBackend, mut jobs: Vec<crate::store::router::JobRow>) {
         let mut done = Vec::new();
+        let disconnects = jobs
+            .iter()
+            .filter(|j| matches!(j.job, Job::DisconnectUser { .. }))
+            .count();
+        if disconnects >= 2 {
+            match self.bulk_disconnect(b, &jobs).await {
+                Ok(handled) => {
+                    done.extend(handled.iter().copied());
+                    jobs.retain(|j| !handled.contains(&j.id));
+                }
+                Err(e) => {
+                    if let StepError::Router(r) = &e {
+                        if r.is_link() {
+                            self.link.broken(r).await;
+                            return;
+                        }
+                    }
+                    // Fall back to one at a time, which records each failure.
+                    tracing::warn!(error = %e, "bulk disconnect failed; disconnecting one by one");
+                }
+            }
+        }
         for j in jobs {
             let e = match self.execute(b, &j.job).await {
                 Ok(()) => {
@@ -186,6 +208,71 @@ impl Enforcer {
         if let Ok(Err(e)) = self.store.call(move |s| s.jobs_done(&done)).await {
             tracing::error!(error = %e, "recording finished router jobs");
         }
+    }
+
+    /// An expiry burst: every `disconnect-user` job of the batch in a few API calls and one store
+    /// transaction; `sync-user` jobs of the same users that only disable them are done by it too.
+    /// Returns the ids of the jobs it carried out.
+    async fn bulk_disconnect(
+        &self,
+        b: &RouterOsBackend,
+        jobs: &[crate::store::router::JobRow],
+    ) -> Result<Vec<i64>, StepError> {
+        let mut reasons: HashMap<String, String> = HashMap::new();
+        for j in jobs {
+            if let Job::DisconnectUser { username, reason } = &j.job {
+                reasons.insert(username.clone(), reason.clone());
+            }
+        }
+        let names: Vec<String> = reasons.keys().cloned().collect();
+        let (clock, lookup) = (self.clock.clone(), names.clone());
+        let states = self
+            .store
+            .call(move |s| -> Result<HashMap<String, bool>, StoreError> {
+                let now = s.now(clock.as_ref())?;
+                let mut live = HashMap::new();
+                for n in lookup {
+                    if let Some(u) = s.router_user(&now, &n)? {
+                        live.insert(n, u.state == UserState::Active && u.time_left_ms > 0);
+                    }
+                }
+                Ok(live)
+            })
+            .await??;
+        let users: HashSet<String> = names.into_iter().collect();
+        let disable: HashSet<String> = users
+            .iter()
+            .filter(|u| !states.get(*u).copied().unwrap_or(true))
+            .cloned()
+            .collect();
+        let removed = b.bulk_disconnect(&users, &disable).await?;
+        let cmds: Vec<Command> = reasons
+            .iter()
+            .map(|(u, why)| {
+                let (sessions, cookies) = removed.get(u).copied().unwrap_or_default();
+                Command::UserDisconnected(DisconnectedArgs {
+                    user: u.clone(),
+                    reason: why.clone(),
+                    removed_sessions: sessions,
+                    removed_cookies: cookies,
+                    sessions: vec![],
+                })
+            })
+            .collect();
+        self.apply("router", cmds).await?;
+        tracing::info!(
+            users = users.len(),
+            "users disconnected on the router (bulk)"
+        );
+        Ok(jobs
+            .iter()
+            .filter(|j| match &j.job {
+                Job::DisconnectUser { .. } => true,
+                Job::SyncUser { username } => disable.contains(username),
+                _ => false,
+            })
+            .map(|j| j.id)
+            .collect())
     }
 
     async fn sync_profile(&self, b: &RouterOsBackend, plan: &str) -> Result<(), StepError> {

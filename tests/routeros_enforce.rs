@@ -627,3 +627,52 @@ async fn ten_thousand_users_and_two_thousand_sessions() {
     );
     r.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_expiries_is_cut_off_together_and_audited_once_each() {
+    let clock = FakeClock::new(NOW_MS);
+    let r = rig(Arc::new(clock.clone())).await;
+    let mut users = Vec::new();
+    for i in 0..40 {
+        let mac = format!("AA:BB:CC:00:01:{i:02X}");
+        users.push(
+            r.pay(
+                &format!("R{i}"),
+                "hour",
+                &mac,
+                &format!("10.5.51.{}", i + 1),
+            )
+            .await,
+        );
+    }
+    until("40 devices logged in", 20, || r.active_users().len() == 40).await;
+    r.daemon.poll_router();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = r.sim.commands();
+    clock.advance(60 * MIN);
+    r.daemon.wake();
+    until("all 40 cut off", 10, || r.active_users().is_empty()).await;
+    let used = r.sim.commands() - before;
+    // One at a time this is ~9 commands per user (360); in bulk a handful plus probes.
+    assert!(used < 60, "{used} API commands for a burst of 40");
+    until("all 40 disabled, no cookie left", 10, || {
+        let m = r.sim.model();
+        m.cookies.rows.is_empty()
+            && m.users
+                .rows
+                .iter()
+                .all(|u| u.get("disabled") == Some("yes"))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let audit = r.audit().await;
+    for u in &users {
+        let n = audit
+            .iter()
+            .filter(|(name, a, _)| name.as_deref() == Some(u.as_str()) && a == "disconnect")
+            .count();
+        assert_eq!(n, 1, "{u}: {audit:?}");
+    }
+    assert_eq!(r.events("session.ended").await.len(), 40);
+    r.stop().await;
+}

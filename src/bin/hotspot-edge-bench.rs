@@ -41,6 +41,17 @@ enum Cmd {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Enforcement lag: N devices logged in on the simulator (a separate process) expire in one
+    /// burst; from each grant's deadline to its active row being gone on the router.
+    EnforceLag {
+        #[arg(long, default_value_t = 1000)]
+        sessions: usize,
+        /// Length of the plan: long enough to provision and log in every device first.
+        #[arg(long, default_value_t = 30)]
+        plan_secs: u64,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// (internal) Opens a database as the daemon does and reports time and RSS.
     StartupProbe {
         #[arg(long)]
@@ -370,5 +381,177 @@ fn main() {
         Cmd::Startup { users, outbox, dir } => startup(users, outbox, dir),
         Cmd::StartupProbe { db } => startup_probe(&db),
         Cmd::CrashChild { db, count, start } => crash_child(&db, count, start),
+        Cmd::EnforceLag {
+            sessions,
+            plan_secs,
+            dir,
+        } => enforce_lag(sessions, plan_secs, dir),
     }
+}
+
+/// CPU time (user + system) this process has used, in ms.
+fn cpu_ms() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<u64> = after
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // After the command name: state is field 3; utime and stime are fields 14 and 15.
+    let ticks = f.get(10).copied().unwrap_or(0) + f.get(11).copied().unwrap_or(0);
+    ticks * 10
+}
+
+fn percentile(sorted: &[i64], p: f64) -> i64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn enforce_lag(sessions: usize, plan_secs: u64, dir: Option<PathBuf>) {
+    use std::collections::HashMap;
+    use std::io::BufRead;
+    use std::sync::{Arc, Mutex};
+
+    let d = work_dir(dir);
+    let sim_bin = std::env::current_exe()
+        .expect("exe")
+        .with_file_name("hotspot-edge-routeros-sim");
+    let mut child = std::process::Command::new(&sim_bin)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--password",
+            "bench-router-pass",
+            "--log-events",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "start {}: {e} (cargo build --release --bins)",
+                sim_bin.display()
+            )
+        });
+    let mut err = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let mut first = String::new();
+    err.read_line(&mut first).expect("simulator banner");
+    let addr = first
+        .split_whitespace()
+        .nth(3)
+        .expect("simulator address")
+        .to_string();
+    let seen: Arc<Mutex<HashMap<String, (i64, i64)>>> = Arc::default();
+    {
+        let seen = seen.clone();
+        let out = child.stdout.take().expect("stdout");
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let p: Vec<&str> = line.split_whitespace().collect();
+                if let [kind, user, ms] = p[..] {
+                    let ms: i64 = ms.parse().unwrap_or(0);
+                    let mut m = seen.lock().unwrap();
+                    let e = m.entry(user.to_string()).or_insert((0, 0));
+                    if kind == "login" {
+                        e.0 = ms
+                    } else {
+                        e.1 = ms
+                    }
+                }
+            }
+        });
+    }
+    std::fs::write(d.join("router.pass"), "bench-router-pass\n").expect("password file");
+    let text = format!(
+        "[site]\nid = \"bench\"\n[store]\npath = \"{db}\"\n[log]\nlevel = \"error\"\n[router]\nkind = \"routeros\"\naddress = \"{addr}\"\nusername = \"hotspot-edge\"\npassword-file = \"{pw}\"\nallow-plaintext = true\n\n[[plans]]\nid = \"burst\"\nname = \"burst\"\nprice = 10\ncurrency = \"KES\"\ntime = \"{plan_secs}s\"\n",
+        db = d.join("lag.db").display(),
+        pw = d.join("router.pass").display(),
+    );
+    let config = hotspot_edge::config::parse(&text, "bench.toml")
+        .expect("config")
+        .config;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (dtx, drx) = tokio::sync::oneshot::channel();
+        let daemon_task = tokio::spawn(hotspot_edge::runtime::run_with(
+            config,
+            std::sync::Arc::new(SystemClock),
+            async { let _ = stop_rx.await; },
+            move |dm| { let _ = dtx.send(dm); },
+        ));
+        let daemon = drx.await.expect("daemon");
+        let cmds: Vec<Command> = (0..sessions)
+            .map(|i| Command::PaymentConfirmed(PaymentArgs {
+                provider: "mpesa".into(),
+                reference: format!("L{i:06}"),
+                phone: Some(format!("2547{i:08}")),
+                amount: None,
+                plan: "burst".into(),
+                mac: Some(format!("02:00:00:{:02X}:{:02X}:{:02X}", i >> 16, (i >> 8) & 255, i & 255)),
+                ip: Some(format!("10.{}.{}.{}", 5 + (i >> 16), (i >> 8) & 255, i & 255)),
+            }))
+            .collect();
+        let t_pay = Instant::now();
+        daemon.store.call(move |s| {
+            let refs: Vec<(Option<&str>, &Command)> = cmds.iter().map(|c| (None, c)).collect();
+            s.apply_many(&engine(), &SystemClock, &mut OsEntropy, "bench", &refs).expect("payments");
+        }).await.expect("store");
+        daemon.wake();
+        let logged = |seen: &Mutex<HashMap<String, (i64, i64)>>| seen.lock().unwrap().values().filter(|v| v.0 > 0).count();
+        while logged(&seen) < sessions {
+            assert!(t_pay.elapsed() < Duration::from_secs(plan_secs), "only {} of {sessions} devices logged in before the deadline: raise --plan-secs", logged(&seen));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let provisioned = t_pay.elapsed();
+        let (now, deadlines) = daemon.store.call(|s| {
+            let now = s.now(&SystemClock).expect("now");
+            let conn = rusqlite::Connection::open(s.path()).expect("db");
+            let mut st = conn.prepare("SELECT u.username, g.deadline FROM grants g JOIN users u ON u.id = g.user_id WHERE g.state = 'running'").expect("query");
+            let rows: Vec<(String, i64)> = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).expect("rows").collect::<Result<_, _>>().expect("rows");
+            (now, rows)
+        }).await.expect("store");
+        let rss0 = rss_kib("VmRSS:");
+        let cpu0 = cpu_ms();
+        let t0 = Instant::now();
+        let mut peak = rss0;
+        let gone = |seen: &Mutex<HashMap<String, (i64, i64)>>| seen.lock().unwrap().values().filter(|v| v.1 > 0).count();
+        while gone(&seen) < sessions {
+            peak = peak.max(rss_kib("VmRSS:"));
+            assert!(t0.elapsed() < Duration::from_secs(plan_secs + 300), "only {} of {sessions} cut off", gone(&seen));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let wall_cpu = t0.elapsed();
+        let cpu = cpu_ms() - cpu0;
+        let seen = seen.lock().unwrap().clone();
+        let mut lags: Vec<i64> = deadlines
+            .iter()
+            .filter_map(|(u, dl)| seen.get(u).map(|v| v.1 - now.wall_at(*dl)))
+            .collect();
+        lags.sort_unstable();
+        println!(
+            "enforce-lag: {sessions} sessions expiring together (provisioned and logged in within {:.1} s)",
+            provisioned.as_secs_f64()
+        );
+        println!(
+            "lag from deadline to active row gone on the router: p50 {} ms, p99 {} ms, max {} ms, min {} ms",
+            percentile(&lags, 0.5), percentile(&lags, 0.99), lags.last().copied().unwrap_or(0), lags.first().copied().unwrap_or(0)
+        );
+        println!(
+            "daemon process (bench harness included, simulator excluded): RSS {} KiB before the burst, peak {} KiB; CPU {} ms over the {:.1} s from waiting for the deadline to the last cut-off",
+            rss0, peak, cpu, wall_cpu.as_secs_f64()
+        );
+        drop(daemon);
+        let _ = stop_tx.send(());
+        let _ = daemon_task.await;
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&d);
 }

@@ -28,6 +28,9 @@ struct Args {
     /// Download rate of every logged-in device, kB/s (0: no traffic).
     #[arg(long, default_value_t = 0)]
     traffic_kbps: u64,
+    /// Print `login USER MS` / `logout USER MS` (wall clock) on stdout (benchmarks).
+    #[arg(long)]
+    log_events: bool,
 }
 
 fn main() {
@@ -39,6 +42,7 @@ fn main() {
     rt.block_on(async move {
         let mut model = Model {
             empty_reply: args.empty_reply,
+            event_log: args.log_events.then(Vec::new),
             ..Model::default()
         };
         model.add_api_user(&args.user, &args.password, "hotspot-edge");
@@ -52,9 +56,21 @@ fn main() {
         sim.set_tag_first(args.tag_first);
         eprintln!("RouterOS simulator on {} (API user {:?})", sim.addr, args.user);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut flush = tokio::time::interval(Duration::from_millis(20));
         loop {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => return,
+                _ = flush.tick() => {
+                    let events: Vec<_> = sim.model().event_log.as_mut().map(std::mem::take).unwrap_or_default();
+                    if !events.is_empty() {
+                        use std::io::Write;
+                        let mut out = std::io::stdout().lock();
+                        for (kind, user, ms) in events {
+                            let _ = writeln!(out, "{kind} {user} {ms}");
+                        }
+                        let _ = out.flush();
+                    }
+                }
                 _ = tick.tick() => {
                     let mut m = sim.model();
                     m.advance(1000);

@@ -3,7 +3,12 @@
 //! trap, and the `=ret=` id is dropped), so "upsert" is find by name, then add or set, then print.
 //! These operations know *how*; when to call them is the engine's and the enforcer's business.
 
+use std::collections::{HashMap, HashSet};
+
 use super::client::{ApiClient, Call, RouterError, Row};
+
+/// Ids per `set`/`remove` in bulk operations (keeps each API word a few kB).
+const BULK: usize = 400;
 
 /// Marks what hotspot-edge created, so it never touches a technician's own users and profiles.
 pub const MANAGED: &str = "managed by hotspot-edge";
@@ -208,6 +213,97 @@ impl RouterOsBackend {
                 left.len()
             )))
         }
+    }
+
+    /// Cuts off many users at once (an expiry burst): disables those in `disable`, removes every
+    /// cookie and active row of every user in `users` with one `print` per menu and `set` /
+    /// `remove` on comma-separated id lists, then re-reads until none is left. Returns, per
+    /// user, the sessions and cookies removed.
+    pub async fn bulk_disconnect(
+        &self,
+        users: &HashSet<String>,
+        disable: &HashSet<String>,
+    ) -> Result<HashMap<String, (u32, u32)>, RouterError> {
+        let mut removed: HashMap<String, (u32, u32)> = HashMap::new();
+        if !disable.is_empty() {
+            let rows = self
+                .api
+                .run(&Call::new(&format!("{USER}/print")).props(&[".id", "name", "disabled"]))
+                .await?;
+            let ids: Vec<String> = rows
+                .iter()
+                .filter(|r| {
+                    field(r, "name").is_some_and(|n| disable.contains(n))
+                        && !is_yes(field(r, "disabled"))
+                })
+                .filter_map(|r| field(r, ".id").map(String::from))
+                .collect();
+            for chunk in ids.chunks(BULK) {
+                self.api
+                    .run(
+                        &Call::new(&format!("{USER}/set"))
+                            .attr(".id", chunk.join(","))
+                            .attr("disabled", "yes"),
+                    )
+                    .await?;
+            }
+        }
+        for (menu, slot) in [(COOKIE, 1usize), (ACTIVE, 0usize)] {
+            for _ in 0..3 {
+                let rows = self
+                    .api
+                    .run(&Call::new(&format!("{menu}/print")).props(&[".id", "user"]))
+                    .await?;
+                let hit: Vec<(&str, &str)> = rows
+                    .iter()
+                    .filter_map(|r| Some((field(r, ".id")?, field(r, "user")?)))
+                    .filter(|(_, u)| users.contains(*u))
+                    .collect();
+                if hit.is_empty() {
+                    break;
+                }
+                for chunk in hit.chunks(BULK) {
+                    let ids: Vec<&str> = chunk.iter().map(|(id, _)| *id).collect();
+                    match self
+                        .api
+                        .run(&Call::new(&format!("{menu}/remove")).attr(".id", ids.join(",")))
+                        .await
+                    {
+                        Ok(_) => {
+                            for (_, u) in chunk {
+                                let e = removed.entry(u.to_string()).or_default();
+                                if slot == 0 {
+                                    e.0 += 1
+                                } else {
+                                    e.1 += 1
+                                }
+                            }
+                        }
+                        // One went away by itself meanwhile: the next read settles it.
+                        Err(RouterError::Trap { message, .. })
+                            if message.contains("no such item") => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        let left = self
+            .api
+            .run(&Call::new(&format!("{ACTIVE}/print")).props(&["user"]))
+            .await?;
+        let still: Vec<&str> = left
+            .iter()
+            .filter_map(|r| field(r, "user"))
+            .filter(|u| users.contains(*u))
+            .collect();
+        if !still.is_empty() {
+            return Err(RouterError::Unconfirmed(format!(
+                "{} session(s) still active after removal (first: {})",
+                still.len(),
+                still[0]
+            )));
+        }
+        Ok(removed)
     }
 
     /// Removes one active row by id (a device that must not be online).

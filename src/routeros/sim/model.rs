@@ -139,6 +139,16 @@ pub struct Model {
     pub now_ms: i64,
     /// Answer an empty `print` with `!empty` before `!done` (RouterOS 7.18+).
     pub empty_reply: bool,
+    /// When set, every login and logout is recorded here with the wall-clock time (ms), for
+    /// measuring enforcement lag from outside.
+    pub event_log: Option<Vec<(&'static str, String, i64)>>,
+}
+
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 impl Default for Model {
@@ -165,6 +175,7 @@ impl Default for Model {
             server: "hotspot1".into(),
             now_ms: 0,
             empty_reply: false,
+            event_log: None,
         }
     }
 }
@@ -599,6 +610,9 @@ impl Model {
     /// Ends an active session: its counters go into the user's cumulative ones.
     pub fn logout(&mut self, active_id: u32) -> Option<Row> {
         let a = self.active.remove_id(active_id)?;
+        if let Some(log) = &mut self.event_log {
+            log.push(("logout", a.get("user").unwrap_or("").to_string(), wall_ms()));
+        }
         let login: i64 = a.get("~login-at").and_then(|v| v.parse().ok()).unwrap_or(0);
         let up = self.now_ms - login;
         if let Some(name) = a.get("user") {
@@ -691,6 +705,9 @@ impl Model {
     }
 
     fn admit(&mut self, user: &str, mac: &str, ip: &str, by: &str) -> u32 {
+        if let Some(log) = &mut self.event_log {
+            log.push(("login", user.to_string(), wall_ms()));
+        }
         let now = self.now_ms;
         let id = self.active.insert(BTreeMap::from([
             ("server".into(), self.server.clone()),
