@@ -71,6 +71,9 @@ pub fn data_safety_limit(left: u64) -> u64 {
     left.saturating_add(left / 10).saturating_add(10_000_000)
 }
 
+/// Polls requested on demand come at most this often.
+const MIN_POLL_GAP: Duration = Duration::from_secs(1);
+
 /// Retry delay for a job the router refused `attempts` times.
 fn job_backoff_ms(attempts: i64) -> i64 {
     (1000i64 << attempts.clamp(0, 8)).min(300_000)
@@ -110,7 +113,7 @@ impl Enforcer {
                 .store
                 .call(move |s| -> Result<_, StoreError> {
                     let now = s.now(clock.as_ref())?;
-                    Ok((now, s.due_jobs(now.timeline_ms, 2000)?, s.next_job_at()?))
+                    Ok((now, s.due_jobs(now.timeline_ms, 20_000)?, s.next_job_at()?))
                 })
                 .await;
             let (now, jobs, next) = match due {
@@ -224,30 +227,25 @@ impl Enforcer {
                 reasons.insert(username.clone(), reason.clone());
             }
         }
+        let t_start = std::time::Instant::now();
         let names: Vec<String> = reasons.keys().cloned().collect();
-        let (clock, lookup) = (self.clock.clone(), names.clone());
-        let states = self
-            .store
-            .call(move |s| -> Result<HashMap<String, bool>, StoreError> {
-                let now = s.now(clock.as_ref())?;
-                let mut live = HashMap::new();
-                for n in lookup {
-                    if let Some(u) = s.router_user(&now, &n)? {
-                        live.insert(n, u.state == UserState::Active && u.time_left_ms > 0);
-                    }
-                }
-                Ok(live)
-            })
-            .await??;
-        let users: HashSet<String> = names.into_iter().collect();
+        let lookup = names.clone();
+        let states = self.store.call(move |s| s.entitled(&lookup)).await??;
+        let users: HashSet<String> = names
+            .into_iter()
+            .filter(|u| !states.get(u).copied().unwrap_or(false))
+            .collect();
         let disable: HashSet<String> = users
             .iter()
-            .filter(|u| !states.get(*u).copied().unwrap_or(true))
+            .filter(|u| states.contains_key(*u))
             .cloned()
             .collect();
+        let t0 = std::time::Instant::now();
         let removed = b.bulk_disconnect(&users, &disable).await?;
+        let router_ms = t0.elapsed().as_millis() as u64;
         let cmds: Vec<Command> = reasons
             .iter()
+            .filter(|(u, _)| users.contains(*u))
             .map(|(u, why)| {
                 let (sessions, cookies) = removed.get(u).copied().unwrap_or_default();
                 Command::UserDisconnected(DisconnectedArgs {
@@ -262,6 +260,8 @@ impl Enforcer {
         self.apply("router", cmds).await?;
         tracing::info!(
             users = users.len(),
+            router_ms,
+            total_ms = t_start.elapsed().as_millis() as u64,
             "users disconnected on the router (bulk)"
         );
         Ok(jobs
@@ -351,7 +351,13 @@ impl Enforcer {
             Job::SyncUser { username } => self.sync_user(b, username).await.map(|_| ()),
             Job::DisconnectUser { username, reason } => {
                 // Disable first, so neither a cookie nor a retrying device gets back in.
-                self.sync_user(b, username).await?;
+                let u = self.sync_user(b, username).await?;
+                if u.as_ref()
+                    .is_some_and(|u| u.state == UserState::Active && u.time_left_ms > 0)
+                {
+                    // Paid again since the job was queued (the router was down, say): keep them on.
+                    return Ok(());
+                }
                 let cookies = b.remove_cookies(username).await?;
                 let sessions = b.disconnect(username).await?;
                 let r = self
@@ -384,13 +390,21 @@ impl Enforcer {
 
     pub async fn run_poll(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let mut generation = self.link.generation();
+        let mut last = tokio::time::Instant::now();
         loop {
-            tokio::select! {
+            let reconnected = tokio::select! {
                 _ = stop.changed() => return,
-                _ = generation.changed() => {}
-                _ = self.poll_wake.notified() => {}
-                _ = tokio::time::sleep(self.settings.usage_poll) => {}
+                _ = generation.changed() => true,
+                _ = self.poll_wake.notified() => false,
+                _ = tokio::time::sleep(self.settings.usage_poll) => false,
+            };
+            // A poll reads every active session: when asked to poll often (a login after each
+            // payment of a rush), do it at most once a second, not once per request.
+            let since = last.elapsed();
+            if !reconnected && since < MIN_POLL_GAP {
+                tokio::time::sleep(MIN_POLL_GAP - since).await;
             }
+            last = tokio::time::Instant::now();
             let Ok(b) = self.link.get().await else {
                 continue;
             };
@@ -407,15 +421,16 @@ impl Enforcer {
     pub async fn poll_once(&self, b: &RouterOsBackend) -> Result<(), StepError> {
         let server = self.settings.hotspot_server.clone();
         let rows = b.active(Some(&server)).await?;
-        let (ours, barred) = self
+        let (ours, barred, pending) = self
             .store
             .call(|s| -> Result<_, StoreError> {
-                let mut barred: HashSet<String> = s
-                    .usernames_in_state(UserState::Expired)?
-                    .into_iter()
-                    .collect();
-                barred.extend(s.usernames_in_state(UserState::Suspended)?);
-                Ok((s.open_nas_sessions()?, barred))
+                let mut barred: HashMap<String, &'static str> = HashMap::new();
+                for st in [UserState::Expired, UserState::Suspended] {
+                    for u in s.usernames_in_state(st)? {
+                        barred.insert(u, st.as_str());
+                    }
+                }
+                Ok((s.open_nas_sessions()?, barred, s.pending_disconnects()?))
             })
             .await??;
         let ours: HashMap<String, String> = ours.into_iter().collect();
@@ -424,8 +439,11 @@ impl Enforcer {
         let mut kick: Vec<(&ActiveSession, String)> = Vec::new();
         let keys: HashSet<String> = rows.iter().map(session_key).collect();
         for a in &rows {
-            if barred.contains(&a.user) {
-                kick.push((a, "not-entitled".into()));
+            if let Some(state) = barred.get(&a.user) {
+                // A queued disconnect job handles it (with its reason and one audit row).
+                if !pending.contains(&a.user) {
+                    kick.push((a, (*state).to_string()));
+                }
                 continue;
             }
             if !ours.contains_key(&session_key(a)) {
@@ -472,7 +490,7 @@ impl Enforcer {
                     "router",
                     vec![Command::UserDisconnected(DisconnectedArgs {
                         user: a.user.clone(),
-                        reason: format!("reconcile: {why}"),
+                        reason: why.clone(),
                         removed_sessions: 1,
                         removed_cookies: 0,
                         sessions: vec![session_key(a)],

@@ -194,6 +194,7 @@ async fn deadline_loop(
                 }
             }
             last_due = Some(due);
+            let tick_started = std::time::Instant::now();
             let (e, c) = (engine.clone(), d.clock.clone());
             let applied = d
                 .store
@@ -212,6 +213,7 @@ async fn deadline_loop(
                 Ok(a) => {
                     tracing::info!(
                         lag_ms = a.now.timeline_ms - due,
+                        took_ms = tick_started.elapsed().as_millis() as u64,
                         result = %a.result,
                         "deadline reached"
                     );

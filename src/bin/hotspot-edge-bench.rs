@@ -436,6 +436,14 @@ fn enforce_lag(sessions: usize, plan_secs: u64, dir: Option<PathBuf>) {
                 sim_bin.display()
             )
         });
+    /// Kills the simulator however the benchmark ends (a panic included).
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
     let mut err = std::io::BufReader::new(child.stderr.take().expect("stderr"));
     let mut first = String::new();
     err.read_line(&mut first).expect("simulator banner");
@@ -445,9 +453,10 @@ fn enforce_lag(sessions: usize, plan_secs: u64, dir: Option<PathBuf>) {
         .expect("simulator address")
         .to_string();
     let seen: Arc<Mutex<HashMap<String, (i64, i64)>>> = Arc::default();
+    let out = child.stdout.take().expect("stdout");
+    let child = KillOnDrop(child);
     {
         let seen = seen.clone();
-        let out = child.stdout.take().expect("stdout");
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
                 let p: Vec<&str> = line.split_whitespace().collect();
@@ -466,13 +475,15 @@ fn enforce_lag(sessions: usize, plan_secs: u64, dir: Option<PathBuf>) {
     }
     std::fs::write(d.join("router.pass"), "bench-router-pass\n").expect("password file");
     let text = format!(
-        "[site]\nid = \"bench\"\n[store]\npath = \"{db}\"\n[log]\nlevel = \"error\"\n[router]\nkind = \"routeros\"\naddress = \"{addr}\"\nusername = \"hotspot-edge\"\npassword-file = \"{pw}\"\nallow-plaintext = true\n\n[[plans]]\nid = \"burst\"\nname = \"burst\"\nprice = 10\ncurrency = \"KES\"\ntime = \"{plan_secs}s\"\n",
+        "[site]\nid = \"bench\"\n[store]\npath = \"{db}\"\n[log]\nlevel = \"{level}\"\n[router]\nkind = \"routeros\"\naddress = \"{addr}\"\nusername = \"hotspot-edge\"\npassword-file = \"{pw}\"\nallow-plaintext = true\n\n[[plans]]\nid = \"burst\"\nname = \"burst\"\nprice = 10\ncurrency = \"KES\"\ntime = \"{plan_secs}s\"\n",
         db = d.join("lag.db").display(),
         pw = d.join("router.pass").display(),
+        level = std::env::var("BENCH_LOG").unwrap_or_else(|_| "error".into()),
     );
     let config = hotspot_edge::config::parse(&text, "bench.toml")
         .expect("config")
         .config;
+    hotspot_edge::logging::init(&config.log);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -551,7 +562,6 @@ fn enforce_lag(sessions: usize, plan_secs: u64, dir: Option<PathBuf>) {
         let _ = stop_tx.send(());
         let _ = daemon_task.await;
     });
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     let _ = std::fs::remove_dir_all(&d);
 }

@@ -215,9 +215,9 @@ impl RouterOsBackend {
         }
     }
 
-    /// Cuts off many users at once (an expiry burst): disables those in `disable`, removes every
-    /// cookie and active row of every user in `users` with one `print` per menu and `set` /
-    /// `remove` on comma-separated id lists, then re-reads until none is left. Returns, per
+    /// Cuts off many users at once (an expiry burst): removes every cookie and active row of every
+    /// user in `users`, disables those in `disable`, with one `print` per menu and `set` /
+    /// `remove` on comma-separated id lists, then re-reads to confirm none is left. Returns, per
     /// user, the sessions and cookies removed.
     pub async fn bulk_disconnect(
         &self,
@@ -225,6 +225,19 @@ impl RouterOsBackend {
         disable: &HashSet<String>,
     ) -> Result<HashMap<String, (u32, u32)>, RouterError> {
         let mut removed: HashMap<String, (u32, u32)> = HashMap::new();
+        // Cookies and sessions together: the requests go out at once over the one connection.
+        let (cookies, sessions) = tokio::join!(
+            self.remove_users_rows(COOKIE, users),
+            self.remove_users_rows(ACTIVE, users)
+        );
+        for (u, n) in cookies? {
+            removed.entry(u).or_default().1 += n;
+        }
+        for (u, n) in sessions? {
+            removed.entry(u).or_default().0 += n;
+        }
+        // Cookies and sessions first (that is what cuts the device off), then disable, then
+        // confirm: a device that slipped back in before the disable is still caught here.
         if !disable.is_empty() {
             let rows = self
                 .api
@@ -248,45 +261,6 @@ impl RouterOsBackend {
                     .await?;
             }
         }
-        for (menu, slot) in [(COOKIE, 1usize), (ACTIVE, 0usize)] {
-            for _ in 0..3 {
-                let rows = self
-                    .api
-                    .run(&Call::new(&format!("{menu}/print")).props(&[".id", "user"]))
-                    .await?;
-                let hit: Vec<(&str, &str)> = rows
-                    .iter()
-                    .filter_map(|r| Some((field(r, ".id")?, field(r, "user")?)))
-                    .filter(|(_, u)| users.contains(*u))
-                    .collect();
-                if hit.is_empty() {
-                    break;
-                }
-                for chunk in hit.chunks(BULK) {
-                    let ids: Vec<&str> = chunk.iter().map(|(id, _)| *id).collect();
-                    match self
-                        .api
-                        .run(&Call::new(&format!("{menu}/remove")).attr(".id", ids.join(",")))
-                        .await
-                    {
-                        Ok(_) => {
-                            for (_, u) in chunk {
-                                let e = removed.entry(u.to_string()).or_default();
-                                if slot == 0 {
-                                    e.0 += 1
-                                } else {
-                                    e.1 += 1
-                                }
-                            }
-                        }
-                        // One went away by itself meanwhile: the next read settles it.
-                        Err(RouterError::Trap { message, .. })
-                            if message.contains("no such item") => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-            }
-        }
         let left = self
             .api
             .run(&Call::new(&format!("{ACTIVE}/print")).props(&["user"]))
@@ -302,6 +276,67 @@ impl RouterOsBackend {
                 still.len(),
                 still[0]
             )));
+        }
+        Ok(removed)
+    }
+
+    /// Removes every row of `menu` whose `user` is in `users`: one `print`, then `remove` on id
+    /// lists (sent together), re-read up to three times for rows that came and went meanwhile.
+    async fn remove_users_rows(
+        &self,
+        menu: &str,
+        users: &HashSet<String>,
+    ) -> Result<HashMap<String, u32>, RouterError> {
+        let mut removed: HashMap<String, u32> = HashMap::new();
+        for _ in 0..3 {
+            let rows = self
+                .api
+                .run(&Call::new(&format!("{menu}/print")).props(&[".id", "user"]))
+                .await?;
+            let hit: Vec<(&str, &str)> = rows
+                .iter()
+                .filter_map(|r| Some((field(r, ".id")?, field(r, "user")?)))
+                .filter(|(_, u)| users.contains(*u))
+                .collect();
+            if hit.is_empty() {
+                break;
+            }
+            let calls: Vec<Call> = hit
+                .chunks(BULK)
+                .map(|chunk| {
+                    let ids: Vec<&str> = chunk.iter().map(|(id, _)| *id).collect();
+                    Call::new(&format!("{menu}/remove")).attr(".id", ids.join(","))
+                })
+                .collect();
+            // In flight together: the connection multiplexes commands by tag.
+            let mut set = tokio::task::JoinSet::new();
+            for (i, call) in calls.into_iter().enumerate() {
+                let api = self.api.clone();
+                set.spawn(async move { (i, api.run(&call).await) });
+            }
+            let mut results: Vec<(usize, Result<Vec<Row>, RouterError>)> = Vec::new();
+            while let Some(joined) = set.join_next().await {
+                match joined {
+                    Ok(r) => results.push(r),
+                    Err(e) => {
+                        return Err(RouterError::Unconfirmed(format!("bulk remove task: {e}")))
+                    }
+                }
+            }
+            results.sort_by_key(|(i, _)| *i);
+            let results = results.into_iter().map(|(_, r)| r);
+            for (chunk, r) in hit.chunks(BULK).zip(results) {
+                match r {
+                    Ok(_) => {
+                        for (_, u) in chunk {
+                            *removed.entry(u.to_string()).or_default() += 1;
+                        }
+                    }
+                    // One went away by itself meanwhile: the next read settles it.
+                    Err(RouterError::Trap { message, .. }) if message.contains("no such item") => {}
+                    Err(e) => return Err(e),
+                }
+            }
         }
         Ok(removed)
     }

@@ -178,6 +178,29 @@ impl Store {
         }))
     }
 
+    /// Of `names`, the users we know and whether each is entitled now (active with an open
+    /// grant): one query for a whole expiry burst.
+    pub fn entitled(
+        &self,
+        names: &[String],
+    ) -> Result<std::collections::HashMap<String, bool>, StoreError> {
+        let wanted: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT u.username, u.state = 'active'
+                    AND EXISTS (SELECT 1 FROM grants g WHERE g.user_id = u.id AND g.state != 'ended')
+             FROM users u",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?)))?;
+        let mut out = std::collections::HashMap::new();
+        for r in rows {
+            let (name, ok) = r?;
+            if wanted.contains(name.as_str()) {
+                out.insert(name, ok);
+            }
+        }
+        Ok(out)
+    }
+
     /// Our open sessions: NAS session id and user name.
     pub fn open_nas_sessions(&self) -> Result<Vec<(String, String)>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
@@ -186,6 +209,15 @@ impl Store {
         )?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Users with a pending `disconnect-user` job (the job, not the reconcile, handles them).
+    pub fn pending_disconnects(&self) -> Result<std::collections::HashSet<String>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT target FROM jobs WHERE state = 'pending' AND kind = 'disconnect-user'",
+        )?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Users of this state (to find devices that must not be online).

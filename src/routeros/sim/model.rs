@@ -2,7 +2,7 @@
 //! sentence in, reply sentences out. docs/routeros-simulator.md says where it may differ from a
 //! real router.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// One row of a menu; `.id` is `*HEX` of `id`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +33,8 @@ pub struct Table {
     pub rows: Vec<Row>,
     next: u32,
     names: HashMap<String, u32>,
+    /// Rows by their `user` field (active sessions, cookies).
+    users: HashMap<String, Vec<u32>>,
 }
 
 impl Table {
@@ -42,8 +44,48 @@ impl Table {
         if let Some(n) = fields.get("name") {
             self.names.insert(n.clone(), id);
         }
+        if let Some(u) = fields.get("user") {
+            self.users.entry(u.clone()).or_default().push(id);
+        }
         self.rows.push(Row { id, fields });
         id
+    }
+
+    fn unindex(&mut self, r: &Row) {
+        if let Some(n) = r.get("name") {
+            self.names.remove(n);
+        }
+        if let Some(u) = r.get("user") {
+            if let Some(ids) = self.users.get_mut(u) {
+                ids.retain(|i| *i != r.id);
+                if ids.is_empty() {
+                    self.users.remove(u);
+                }
+            }
+        }
+    }
+
+    /// Rows whose `user` is `user`, via the index (falls back to a scan for rows edited
+    /// directly).
+    pub fn of_user(&self, user: &str) -> Vec<&Row> {
+        let hits: Vec<&Row> = self
+            .users
+            .get(user)
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(|id| self.find(*id))
+                    .filter(|r| r.get("user") == Some(user))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if hits.is_empty() && !self.rows.is_empty() && self.users.is_empty() {
+            return self
+                .rows
+                .iter()
+                .filter(|r| r.get("user") == Some(user))
+                .collect();
+        }
+        hits
     }
     fn pos(&self, id: u32) -> Option<usize> {
         self.rows.binary_search_by_key(&id, |r| r.id).ok()
@@ -56,11 +98,27 @@ impl Table {
     }
     fn remove_id(&mut self, id: u32) -> Option<Row> {
         let row = self.rows.remove(self.pos(id)?);
-        if let Some(n) = row.get("name") {
-            self.names.remove(n);
-        }
+        self.unindex(&row);
         Some(row)
     }
+    /// Removes many rows in one pass (a bulk `remove` of thousands must not shift the rows once
+    /// per id).
+    fn remove_ids(&mut self, ids: &HashSet<u32>) -> Vec<Row> {
+        let mut gone = Vec::new();
+        self.rows.retain(|r| {
+            if ids.contains(&r.id) {
+                gone.push(r.clone());
+                false
+            } else {
+                true
+            }
+        });
+        for r in &gone {
+            self.unindex(r);
+        }
+        gone
+    }
+
     fn set_field(&mut self, id: u32, k: &str, v: &str) {
         if k == "name" {
             if let Some(old) = self.find(id).and_then(|r| r.get("name")).map(String::from) {
@@ -361,9 +419,20 @@ impl Model {
                 .collect(),
             _ => table.rows.iter().collect(),
         };
-        // Per-user sums of the active sessions, once per print.
+        // Per-user sums of the active sessions, once per print, for the users shown only.
         let mut live: HashMap<&str, (i64, u64, u64)> = HashMap::new();
-        for a in &self.active.rows {
+        let who: HashSet<&str> = match menu {
+            "/ip/hotspot/user" => narrowed.iter().filter_map(|u| u.get("name")).collect(),
+            "/ip/hotspot/active" => narrowed.iter().filter_map(|a| a.get("user")).collect(),
+            _ => HashSet::new(),
+        };
+        let shown: Vec<&Row> =
+            if menu == "/ip/hotspot/active" && narrowed.len() == self.active.rows.len() {
+                self.active.rows.iter().collect()
+            } else {
+                who.iter().flat_map(|u| self.active.of_user(u)).collect()
+            };
+        for a in shown {
             let login: i64 = a.get("~login-at").and_then(|v| v.parse().ok()).unwrap_or(0);
             let e = live.entry(a.get("user").unwrap_or("")).or_default();
             e.0 += self.now_ms - login;
@@ -597,11 +666,11 @@ impl Model {
             Ok(ids) => ids,
             Err(e) => return e,
         };
-        for id in ids {
-            if menu == "/ip/hotspot/active" {
-                self.logout(id);
-            } else {
-                self.table_mut(menu).remove_id(id);
+        let set: HashSet<u32> = ids.into_iter().collect();
+        let gone = self.table_mut(menu).remove_ids(&set);
+        if menu == "/ip/hotspot/active" {
+            for a in gone {
+                self.account_logout(a);
             }
         }
         vec![vec!["!done".into()]]
@@ -610,18 +679,20 @@ impl Model {
     /// Ends an active session: its counters go into the user's cumulative ones.
     pub fn logout(&mut self, active_id: u32) -> Option<Row> {
         let a = self.active.remove_id(active_id)?;
+        Some(self.account_logout(a))
+    }
+
+    /// A removed active row's counters go into the user's cumulative ones.
+    fn account_logout(&mut self, a: Row) -> Row {
         if let Some(log) = &mut self.event_log {
             log.push(("logout", a.get("user").unwrap_or("").to_string(), wall_ms()));
         }
         let login: i64 = a.get("~login-at").and_then(|v| v.parse().ok()).unwrap_or(0);
         let up = self.now_ms - login;
         if let Some(name) = a.get("user") {
-            if let Some(u) = self
-                .users
-                .rows
-                .iter_mut()
-                .find(|u| u.get("name") == Some(name))
-            {
+            // By the name index: a burst logs out thousands, each must not scan every user.
+            let uid = self.users.by("name", name).map(|u| u.id);
+            if let Some(u) = uid.and_then(|id| self.users.find_mut(id)) {
                 let add = |u: &mut Row, k: &str, v: u64| {
                     let cur = u.num(k);
                     u.fields.insert(k.into(), (cur + v).to_string());
@@ -631,7 +702,7 @@ impl Model {
                 add(u, "bytes-out", a.num("bytes-out"));
             }
         }
-        Some(a)
+        a
     }
 
     /// Why `name` may not log in now, if anything stops it.
@@ -728,9 +799,15 @@ impl Model {
             })
             .is_none_or(|p| !matches!(p.get("add-mac-cookie"), Some("no" | "false")));
         if cookie_on && by != "cookie" {
-            self.cookies
+            let mac_u = mac.to_ascii_uppercase();
+            let old: HashSet<u32> = self
+                .cookies
                 .rows
-                .retain(|c| c.get("mac-address") != Some(&mac.to_ascii_uppercase()));
+                .iter()
+                .filter(|c| c.get("mac-address") == Some(mac_u.as_str()))
+                .map(|c| c.id)
+                .collect();
+            self.cookies.remove_ids(&old);
             self.cookies.insert(BTreeMap::from([
                 ("user".into(), user.into()),
                 ("mac-address".into(), mac.to_ascii_uppercase()),
@@ -809,27 +886,46 @@ impl Model {
     }
 
     /// Logs out the sessions whose user has reached `limit-uptime` or `limit-bytes-total`, as
-    /// the router itself does.
+    /// the router itself does. One pass to sum each user's sessions, then the users over a limit.
     pub fn enforce_limits(&mut self) -> Vec<Row> {
-        let mut out = Vec::new();
-        loop {
-            let over = self.active.rows.iter().find(|a| {
-                let Some(u) = a.get("user").and_then(|n| self.users.by("name", n)) else {
+        let mut live: HashMap<String, (i64, u64, u64)> = HashMap::new();
+        for a in &self.active.rows {
+            let login: i64 = a.get("~login-at").and_then(|v| v.parse().ok()).unwrap_or(0);
+            let e = live
+                .entry(a.get("user").unwrap_or("").to_string())
+                .or_default();
+            e.0 += self.now_ms - login;
+            e.1 += a.num("bytes-in");
+            e.2 += a.num("bytes-out");
+        }
+        let over: HashSet<String> = live
+            .iter()
+            .filter(|(name, (up, bi, bo))| {
+                let Some(u) = self.users.by("name", name) else {
                     return false;
                 };
-                let (up, bi, bo) = self.user_totals(u);
+                let up = u.num("uptime-ms") as i64 + up;
+                let bytes = u.num("bytes-in") + bi + u.num("bytes-out") + bo;
                 u.get("limit-uptime")
                     .and_then(parse_dur)
                     .is_some_and(|l| l > 0 && up >= l)
                     || u.get("limit-bytes-total")
                         .and_then(|v| v.parse::<u64>().ok())
-                        .is_some_and(|l| l > 0 && bi + bo >= l)
-            });
-            match over.map(|a| a.id) {
-                Some(id) => out.extend(self.logout(id)),
-                None => return out,
-            }
+                        .is_some_and(|l| l > 0 && bytes >= l)
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        if over.is_empty() {
+            return Vec::new();
         }
+        let ids: Vec<u32> = self
+            .active
+            .rows
+            .iter()
+            .filter(|a| a.get("user").is_some_and(|u| over.contains(u)))
+            .map(|a| a.id)
+            .collect();
+        ids.into_iter().filter_map(|id| self.logout(id)).collect()
     }
 }
 
