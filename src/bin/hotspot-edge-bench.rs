@@ -120,6 +120,23 @@ fn open(path: &Path, check: bool) -> Store {
     }
 }
 
+/// The database at `path`, opened as the CLI does, with the bench plan on sale.
+fn open_with_plan(path: &Path) -> (Store, Engine) {
+    let mut store = open(path, false);
+    let engine = engine();
+    store
+        .apply(
+            &engine,
+            &SystemClock,
+            &mut OsEntropy,
+            "bench",
+            None,
+            &plan_cmd(),
+        )
+        .expect("plan");
+    (store, engine)
+}
+
 fn engine() -> Engine {
     Engine::new(Settings::default())
 }
@@ -183,18 +200,7 @@ fn raw_inserts(path: &Path, count: usize, batch: usize) -> f64 {
 }
 
 fn engine_applies(path: &Path, count: usize, batch: usize) -> f64 {
-    let mut store = open(path, false);
-    let engine = engine();
-    store
-        .apply(
-            &engine,
-            &SystemClock,
-            &mut OsEntropy,
-            "bench",
-            None,
-            &plan_cmd(),
-        )
-        .expect("plan");
+    let (mut store, engine) = open_with_plan(path);
     let cmds: Vec<Command> = (1..=count).map(|i| payment(i, true)).collect();
     let t = Instant::now();
     for chunk in cmds.chunks(batch) {
@@ -250,18 +256,7 @@ fn startup(users: usize, outbox: usize, dir: Option<PathBuf>) {
     let path = d.join("big.db");
     let t = Instant::now();
     {
-        let mut store = open(&path, false);
-        let engine = engine();
-        store
-            .apply(
-                &engine,
-                &SystemClock,
-                &mut OsEntropy,
-                "bench",
-                None,
-                &plan_cmd(),
-            )
-            .expect("plan");
+        let (mut store, engine) = open_with_plan(&path);
         let cmds: Vec<Command> = (1..=users).map(|i| payment(i, false)).collect();
         for chunk in cmds.chunks(2000) {
             let refs: Vec<(Option<&str>, &Command)> = chunk.iter().map(|c| (None, c)).collect();
@@ -338,18 +333,7 @@ fn startup_probe(db: &Path) {
 }
 
 fn crash_child(db: &Path, count: usize, start: usize) {
-    let mut store = open(db, false);
-    let engine = engine();
-    store
-        .apply(
-            &engine,
-            &SystemClock,
-            &mut OsEntropy,
-            "bench",
-            None,
-            &plan_cmd(),
-        )
-        .expect("plan");
+    let (mut store, engine) = open_with_plan(db);
     let stdout = std::io::stdout();
     for i in start..count {
         let r = store.apply(

@@ -7,7 +7,8 @@
 pub mod model;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+// Not AtomicU64: 32-bit MIPS has no 64-bit atomics.
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -43,8 +44,8 @@ struct Inner {
     model: Mutex<Model>,
     faults: Mutex<Faults>,
     signals: broadcast::Sender<ConnSignal>,
-    commands: AtomicU64,
-    connections: AtomicU64,
+    commands: AtomicUsize,
+    connections: AtomicUsize,
 }
 
 /// A running simulator; cheap to clone.
@@ -68,8 +69,8 @@ impl Simulator {
                 model: Mutex::new(model),
                 faults: Mutex::new(Faults::default()),
                 signals,
-                commands: AtomicU64::new(0),
-                connections: AtomicU64::new(0),
+                commands: AtomicUsize::new(0),
+                connections: AtomicUsize::new(0),
             }),
             addr: listener.local_addr()?,
         };
@@ -121,11 +122,11 @@ impl Simulator {
         let _ = self.inner.signals.send(ConnSignal::Fatal(reason.into()));
     }
     /// API commands answered so far.
-    pub fn commands(&self) -> u64 {
+    pub fn commands(&self) -> usize {
         self.inner.commands.load(Ordering::Relaxed)
     }
     /// Connections accepted so far.
-    pub fn connections(&self) -> u64 {
+    pub fn connections(&self) -> usize {
         self.inner.connections.load(Ordering::Relaxed)
     }
 
