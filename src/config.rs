@@ -265,6 +265,12 @@ pub struct RouterConfig {
     pub password_file: Option<PathBuf>,
     /// The hotspot server whose sessions are ours (`/ip hotspot` name), or "all".
     pub hotspot_server: String,
+    /// API-SSL: trust the router's certificate if a CA in this PEM file signed it ...
+    pub tls_ca_file: Option<PathBuf>,
+    /// ... or if its SHA-256 fingerprint is this (MikroTik's self-signed certificates).
+    pub tls_certificate_sha256: Option<String>,
+    /// The name expected in the certificate with `tls-ca-file` (default: the host of `address`).
+    pub tls_server_name: Option<String>,
     /// Use the plain API (password in clear on the wire). Off unless set: say so explicitly.
     pub allow_plaintext: bool,
     pub connect_timeout: Span,
@@ -284,6 +290,9 @@ impl Default for RouterConfig {
             username: "hotspot-edge".into(),
             password: None,
             password_file: None,
+            tls_ca_file: None,
+            tls_certificate_sha256: None,
+            tls_server_name: None,
             hotspot_server: "all".into(),
             allow_plaintext: false,
             connect_timeout: Span::from_secs(5),
@@ -363,6 +372,32 @@ impl Config {
         )?
         .0
         .ok_or_else(|| "[router] needs password-file (or password)".to_string())
+    }
+
+    /// API-SSL settings for the router, or `None` for the plain API.
+    pub fn router_tls(&self) -> Result<Option<crate::routeros::client::TlsTarget>, String> {
+        use crate::routeros::tls;
+        let r = &self.router;
+        let trust = match (&r.tls_ca_file, &r.tls_certificate_sha256) {
+            (Some(_), Some(_)) => {
+                return Err("give tls-ca-file or tls-certificate-sha256, not both".into())
+            }
+            (Some(ca), None) => tls::Trust::CaFile(ca.clone()),
+            (None, Some(pin)) => tls::Trust::Pin(tls::parse_pin(pin)?),
+            (None, None) => return Ok(None),
+        };
+        let host = r.tls_server_name.clone().unwrap_or_else(|| {
+            r.address
+                .rsplit_once(':')
+                .map(|(h, _)| h)
+                .unwrap_or(&r.address)
+                .trim_matches(['[', ']'])
+                .to_string()
+        });
+        Ok(Some(crate::routeros::client::TlsTarget {
+            config: tls::client_config(&trust)?,
+            server_name: tls::server_name(&host)?,
+        }))
     }
 
     pub fn plans(&self) -> Vec<Plan> {
@@ -475,13 +510,19 @@ fn check(c: &Config) -> Result<Vec<String>, (std::ops::Range<usize>, String)> {
                 ),
             ));
         }
-        if !r.allow_plaintext {
-            return Err((
-                0..0,
-                "[router] API-SSL is not available in this build yet: set allow-plaintext = true to use the plain API (port 8728), on a trusted link only".into(),
-            ));
+        let tls = r.tls_ca_file.is_some() || r.tls_certificate_sha256.is_some();
+        match (tls, r.allow_plaintext) {
+            (true, true) => {
+                return Err((0..0, "[router] choose API-SSL (tls-ca-file or tls-certificate-sha256) or allow-plaintext, not both".into()))
+            }
+            (false, false) => {
+                return Err((0..0, "[router] API-SSL needs tls-certificate-sha256 (the router certificate's fingerprint) or tls-ca-file; for the plain API (port 8728) set allow-plaintext = true".into()))
+            }
+            (false, true) => warnings.push("[router] allow-plaintext: the RouterOS password crosses the network in clear; use it only on a link you trust".into()),
+            (true, false) => {
+                c.router_tls().map_err(|m| (0..0, format!("[router] {m}")))?;
+            }
         }
-        warnings.push("[router] allow-plaintext: the RouterOS password crosses the network in clear; use it only on a link you trust".into());
         let (secret, warning) = crate::secret::resolve(
             "[router] password",
             r.password.as_ref(),

@@ -90,6 +90,10 @@ pub async fn run_with(
         RouterKind::Routeros => Some(config.router_password().map_err(RunError::Config)?),
         RouterKind::None => None,
     };
+    let router_tls = match config.router.kind {
+        RouterKind::Routeros => config.router_tls().map_err(RunError::Config)?,
+        RouterKind::None => None,
+    };
     let (handle, thread) = StoreHandle::spawn(store).map_err(RunError::Thread)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut daemon = Daemon {
@@ -104,7 +108,11 @@ pub async fn run_with(
     if let Some(password) = router_password {
         let r = &config.router;
         let ms = |s: crate::units::Span| Duration::from_millis(s.ms().max(0) as u64);
+        if router_tls.is_none() {
+            tracing::warn!(router = %r.address, "plain RouterOS API: the password crosses the network in clear");
+        }
         let link = RouterLink::new(LinkSettings {
+            tls: router_tls,
             address: r.address.clone(),
             username: r.username.clone(),
             password,
@@ -112,7 +120,6 @@ pub async fn run_with(
             command_timeout: ms(r.command_timeout),
             probe_interval: ms(r.probe_interval),
         });
-        tracing::warn!(router = %r.address, "plain RouterOS API: the password crosses the network in clear");
         let enforcer = Arc::new(Enforcer {
             store: handle.clone(),
             clock: clock.clone(),

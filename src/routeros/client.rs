@@ -90,6 +90,13 @@ pub struct ApiClient {
     timeout: Duration,
 }
 
+/// API-SSL settings: the rustls configuration and the name to expect in the certificate.
+#[derive(Clone, Debug)]
+pub struct TlsTarget {
+    pub config: std::sync::Arc<rustls::ClientConfig>,
+    pub server_name: rustls::pki_types::ServerName<'static>,
+}
+
 impl ApiClient {
     /// Connects (plain TCP) and logs in, all within `timeout`.
     pub async fn connect_plain(
@@ -98,7 +105,29 @@ impl ApiClient {
         password: &str,
         timeout: Duration,
     ) -> Result<ApiClient, RouterError> {
-        let attempt = MikrotikDevice::connect(addr, user, Some(password));
+        Self::connect(addr, user, password, timeout, None).await
+    }
+
+    /// Connects (API-SSL when `tls` is given, else plain TCP) and logs in, within `timeout`.
+    pub async fn connect(
+        addr: &str,
+        user: &str,
+        password: &str,
+        timeout: Duration,
+        tls: Option<&TlsTarget>,
+    ) -> Result<ApiClient, RouterError> {
+        let builder = MikrotikDevice::builder(addr).credentials(user, Some(password));
+        let attempt = async {
+            match tls {
+                Some(t) => {
+                    builder
+                        .tls_config(t.config.clone(), t.server_name.clone())
+                        .connect()
+                        .await
+                }
+                None => builder.connect().await,
+            }
+        };
         let device = match tokio::time::timeout(timeout, attempt).await {
             Err(_) => {
                 return Err(RouterError::Unreachable(format!(

@@ -15,6 +15,8 @@ use crate::secret::Secret;
 
 #[derive(Debug, Clone)]
 pub struct LinkSettings {
+    /// API-SSL; `None` is the plain API (only with `allow-plaintext`).
+    pub tls: Option<super::client::TlsTarget>,
     pub address: String,
     pub username: String,
     pub password: Secret,

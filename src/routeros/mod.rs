@@ -6,4 +6,5 @@ pub mod client;
 pub mod format;
 pub mod link;
 pub mod sim;
+pub mod tls;
 pub mod wire;

@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 
 use super::wire::{decode_sentence, encode_sentence};
@@ -60,8 +60,25 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Simulator {
-    /// Binds `addr` (port 0 for any) and serves until the runtime stops.
+    /// Binds `addr` (port 0 for any) and serves the plain API until the runtime stops.
     pub async fn start(addr: &str, model: Model) -> std::io::Result<Simulator> {
+        Self::start_with(addr, model, None).await
+    }
+
+    /// Like [`Simulator::start`], serving API-SSL with this TLS configuration.
+    pub async fn start_tls(
+        addr: &str,
+        model: Model,
+        tls: Arc<tokio_rustls::rustls::ServerConfig>,
+    ) -> std::io::Result<Simulator> {
+        Self::start_with(addr, model, Some(tokio_rustls::TlsAcceptor::from(tls))).await
+    }
+
+    async fn start_with(
+        addr: &str,
+        model: Model,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> std::io::Result<Simulator> {
         let listener = TcpListener::bind(addr).await?;
         let (signals, _) = broadcast::channel(16);
         let sim = Simulator {
@@ -80,7 +97,22 @@ impl Simulator {
                 match listener.accept().await {
                     Ok((stream, _)) => {
                         let s = s.clone();
-                        tokio::spawn(async move { s.serve(stream).await });
+                        let _ = stream.set_nodelay(true);
+                        let tls = tls.clone();
+                        tokio::spawn(async move {
+                            s.inner.connections.fetch_add(1, Ordering::Relaxed);
+                            if lock(&s.inner.faults).refuse {
+                                return;
+                            }
+                            match tls {
+                                Some(acceptor) => {
+                                    if let Ok(stream) = acceptor.accept(stream).await {
+                                        s.serve(stream).await
+                                    }
+                                }
+                                None => s.serve(stream).await,
+                            }
+                        });
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "simulator accept");
@@ -130,12 +162,7 @@ impl Simulator {
         self.inner.connections.load(Ordering::Relaxed)
     }
 
-    async fn serve(&self, mut stream: TcpStream) {
-        self.inner.connections.fetch_add(1, Ordering::Relaxed);
-        if lock(&self.inner.faults).refuse {
-            return;
-        }
-        let _ = stream.set_nodelay(true);
+    async fn serve<S: AsyncRead + AsyncWrite + Unpin>(&self, mut stream: S) {
         let mut signals = self.inner.signals.subscribe();
         let mut buf: Vec<u8> = Vec::with_capacity(4096);
         let mut chunk = [0u8; 4096];
@@ -216,9 +243,9 @@ impl Simulator {
     }
 
     /// Writes replies with the request's tag echoed verbatim; false when the socket is gone.
-    async fn write_replies(
+    async fn write_replies<S: AsyncWrite + Unpin>(
         &self,
-        stream: &mut TcpStream,
+        stream: &mut S,
         words: &[String],
         replies: Vec<Sentence>,
     ) -> bool {
