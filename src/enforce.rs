@@ -22,7 +22,7 @@ use crate::engine::command::{
 };
 use crate::engine::model::UserState;
 use crate::engine::{Command, Engine, Job, OsEntropy};
-use crate::routeros::backend::{ActiveSession, DesiredProfile, DesiredUser, RouterOsBackend};
+use crate::nas::{ActiveSession, DesiredProfile, DesiredUser, Nas};
 use crate::routeros::client::RouterError;
 use crate::routeros::format::format_duration;
 use crate::routeros::link::RouterLink;
@@ -146,7 +146,7 @@ impl Enforcer {
         }
     }
 
-    async fn run_batch(&self, b: &RouterOsBackend, mut jobs: Vec<crate::store::router::JobRow>) {
+    async fn run_batch(&self, b: &impl Nas, mut jobs: Vec<crate::store::router::JobRow>) {
         let mut done = Vec::new();
         let disconnects = jobs
             .iter()
@@ -218,7 +218,7 @@ impl Enforcer {
     /// Returns the ids of the jobs it carried out.
     async fn bulk_disconnect(
         &self,
-        b: &RouterOsBackend,
+        b: &impl Nas,
         jobs: &[crate::store::router::JobRow],
     ) -> Result<Vec<i64>, StepError> {
         let mut reasons: HashMap<String, String> = HashMap::new();
@@ -275,7 +275,7 @@ impl Enforcer {
             .collect())
     }
 
-    async fn sync_profile(&self, b: &RouterOsBackend, plan: &str) -> Result<(), StepError> {
+    async fn sync_profile(&self, b: &impl Nas, plan: &str) -> Result<(), StepError> {
         let id = plan.to_string();
         let Some(p) = self.store.call(move |s| s.plan_row(&id)).await?? else {
             return Ok(());
@@ -291,7 +291,7 @@ impl Enforcer {
 
     async fn sync_user(
         &self,
-        b: &RouterOsBackend,
+        b: &impl Nas,
         username: &str,
     ) -> Result<Option<crate::store::router::RouterUser>, StepError> {
         let (clock, name) = (self.clock.clone(), username.to_string());
@@ -340,7 +340,7 @@ impl Enforcer {
         Ok(Some(u))
     }
 
-    async fn execute(&self, b: &RouterOsBackend, job: &Job) -> Result<(), StepError> {
+    async fn execute(&self, b: &impl Nas, job: &Job) -> Result<(), StepError> {
         match job {
             Job::SyncPlan { plan } => {
                 if let Ok(mut s) = self.profiles_ok.lock() {
@@ -418,7 +418,7 @@ impl Enforcer {
     }
 
     /// One look at the router's active list: sessions and usage in, intruders out.
-    pub async fn poll_once(&self, b: &RouterOsBackend) -> Result<(), StepError> {
+    pub async fn poll_once(&self, b: &impl Nas) -> Result<(), StepError> {
         let server = self.settings.hotspot_server.clone();
         let rows = b.active(Some(&server)).await?;
         let (ours, barred, pending) = self

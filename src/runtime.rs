@@ -127,7 +127,12 @@ pub async fn run_with(
             link: link.clone(),
             settings: EnforceSettings {
                 hotspot_server: r.hotspot_server.clone(),
-                usage_poll: ms(config.enforcement.usage_poll),
+                // Every poll also reconciles: poll at least every `reconcile`, even when usage is
+                // read less often to spare the router.
+                usage_poll: ms(config
+                    .enforcement
+                    .usage_poll
+                    .min(config.enforcement.reconcile)),
                 safety_margin_ms: r.safety_margin.ms(),
             },
             jobs_wake: daemon.jobs_wake.clone(),

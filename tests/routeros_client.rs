@@ -107,3 +107,31 @@ async fn a_stalled_router_times_out_and_a_dropped_one_is_unreachable() {
     let e = b.health().await.unwrap_err();
     assert!(e.is_link(), "{e:?}");
 }
+
+#[tokio::test]
+async fn remove_user_removes_ours_and_leaves_a_technicians_own() {
+    let (sim, b) = sim_and_backend(false).await;
+    b.ensure_profile(&DesiredProfile {
+        name: "1h".into(),
+        rate_limit: None,
+        shared_users: 1,
+    })
+    .await
+    .unwrap();
+    b.upsert_user(&alice(false)).await.unwrap();
+    assert!(b.remove_user("alice").await.unwrap());
+    assert!(sim.model().users.by("name", "alice").is_none());
+    assert!(!b.remove_user("alice").await.unwrap(), "already gone");
+    {
+        let mut m = sim.model();
+        let req = hotspot_edge::routeros::sim::model::Request::parse(&[
+            "/ip/hotspot/user/add".to_string(),
+            "=name=staff".into(),
+            "=password=x".into(),
+        ]);
+        m.handle(&req);
+    }
+    let e = b.remove_user("staff").await.unwrap_err();
+    assert!(e.to_string().contains("not managed"), "{e}");
+    assert!(sim.model().users.by("name", "staff").is_some());
+}

@@ -18,51 +18,7 @@ const PROFILE: &str = "/ip/hotspot/user/profile";
 const ACTIVE: &str = "/ip/hotspot/active";
 const COOKIE: &str = "/ip/hotspot/cookie";
 
-/// A hotspot user as it should be on the router.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DesiredUser {
-    pub name: String,
-    pub password: String,
-    pub profile: String,
-    pub disabled: bool,
-    /// RouterOS form (`1h30m`), or none for unlimited. A safety net behind our own timer.
-    pub limit_uptime: Option<String>,
-    pub limit_bytes_total: Option<u64>,
-    pub mac: Option<String>,
-}
-
-/// A hotspot user profile for one plan.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DesiredProfile {
-    pub name: String,
-    pub rate_limit: Option<String>,
-    pub shared_users: u32,
-}
-
-/// One row of `/ip/hotspot/active`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ActiveSession {
-    pub id: String,
-    pub user: String,
-    pub server: String,
-    pub mac: Option<String>,
-    pub address: Option<String>,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-}
-
-/// What the router says about itself.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct Health {
-    pub identity: String,
-    pub version: String,
-    pub board: String,
-    pub cpu_load: Option<u32>,
-    pub free_memory: Option<u64>,
-    pub total_memory: Option<u64>,
-    pub uptime: Option<String>,
-}
+pub use crate::nas::{ActiveSession, DesiredProfile, DesiredUser, Health};
 
 fn field<'a>(r: &'a Row, k: &str) -> Option<&'a str> {
     r.get(k).map(String::as_str).filter(|v| !v.is_empty())
@@ -341,6 +297,29 @@ impl RouterOsBackend {
         Ok(removed)
     }
 
+    /// Removes a hotspot user we manage (not a technician's own): true when it was there.
+    pub async fn remove_user(&self, name: &str) -> Result<bool, RouterError> {
+        let Some(row) = self.find(USER, name).await? else {
+            return Ok(false);
+        };
+        if field(&row, "comment") != Some(MANAGED) {
+            return Err(RouterError::Unconfirmed(format!(
+                "hotspot user {name} is not managed by hotspot-edge; left alone"
+            )));
+        }
+        let id = field(&row, ".id").unwrap_or(name).to_string();
+        let _ = self
+            .api
+            .run(&Call::new(&format!("{USER}/remove")).attr(".id", id))
+            .await;
+        match self.find(USER, name).await? {
+            None => Ok(true),
+            Some(_) => Err(RouterError::Unconfirmed(format!(
+                "hotspot user {name} still there after remove"
+            ))),
+        }
+    }
+
     /// Removes one active row by id (a device that must not be online).
     pub async fn kick(&self, active_id: &str) -> Result<(), RouterError> {
         match self
@@ -503,5 +482,70 @@ impl RouterOsBackend {
 
     pub async fn user_row(&self, name: &str) -> Result<Option<Row>, RouterError> {
         self.find(USER, name).await
+    }
+}
+
+impl crate::nas::Nas for RouterOsBackend {
+    fn ensure_profile(
+        &self,
+        p: &DesiredProfile,
+    ) -> impl std::future::Future<Output = Result<(), RouterError>> + Send {
+        RouterOsBackend::ensure_profile(self, p)
+    }
+    fn upsert_user(
+        &self,
+        u: &DesiredUser,
+    ) -> impl std::future::Future<Output = Result<(), RouterError>> + Send {
+        RouterOsBackend::upsert_user(self, u)
+    }
+    fn remove_user(
+        &self,
+        name: &str,
+    ) -> impl std::future::Future<Output = Result<bool, RouterError>> + Send {
+        RouterOsBackend::remove_user(self, name)
+    }
+    fn remove_cookies(
+        &self,
+        user: &str,
+    ) -> impl std::future::Future<Output = Result<usize, RouterError>> + Send {
+        RouterOsBackend::remove_cookies(self, user)
+    }
+    fn disconnect(
+        &self,
+        user: &str,
+    ) -> impl std::future::Future<Output = Result<usize, RouterError>> + Send {
+        RouterOsBackend::disconnect(self, user)
+    }
+    fn bulk_disconnect(
+        &self,
+        users: &HashSet<String>,
+        disable: &HashSet<String>,
+    ) -> impl std::future::Future<Output = Result<HashMap<String, (u32, u32)>, RouterError>> + Send
+    {
+        RouterOsBackend::bulk_disconnect(self, users, disable)
+    }
+    fn kick(
+        &self,
+        session_id: &str,
+    ) -> impl std::future::Future<Output = Result<(), RouterError>> + Send {
+        RouterOsBackend::kick(self, session_id)
+    }
+    fn active(
+        &self,
+        server: Option<&str>,
+    ) -> impl std::future::Future<Output = Result<Vec<ActiveSession>, RouterError>> + Send {
+        RouterOsBackend::active(self, server)
+    }
+    fn login(
+        &self,
+        user: &str,
+        password: &str,
+        mac: &str,
+        ip: Option<&str>,
+    ) -> impl std::future::Future<Output = Result<(), RouterError>> + Send {
+        RouterOsBackend::login(self, user, password, mac, ip)
+    }
+    fn health(&self) -> impl std::future::Future<Output = Result<Health, RouterError>> + Send {
+        RouterOsBackend::health(self)
     }
 }

@@ -1,0 +1,91 @@
+//! What a NAS (the router that enforces access) must do for hotspot-edge. The enforcer speaks
+//! only to this trait; RouterOS implements it today (`routeros::backend`), a RADIUS NAS
+//! (Disconnect-Request) and openNDS (`ndsctl`) will implement it next. Implementations know *how*;
+//! the engine and the enforcer decide *when*.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+
+pub use crate::routeros::client::RouterError as NasError;
+use NasError as E;
+
+/// A hotspot user as it should be on the router.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredUser {
+    pub name: String,
+    pub password: String,
+    pub profile: String,
+    pub disabled: bool,
+    /// RouterOS form (`1h30m`), or none for unlimited. A safety net behind our own timer.
+    pub limit_uptime: Option<String>,
+    pub limit_bytes_total: Option<u64>,
+    pub mac: Option<String>,
+}
+
+/// A hotspot user profile for one plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredProfile {
+    pub name: String,
+    pub rate_limit: Option<String>,
+    pub shared_users: u32,
+}
+
+/// One row of `/ip/hotspot/active`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveSession {
+    pub id: String,
+    pub user: String,
+    pub server: String,
+    pub mac: Option<String>,
+    pub address: Option<String>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+/// What the router says about itself.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Health {
+    pub identity: String,
+    pub version: String,
+    pub board: String,
+    pub cpu_load: Option<u32>,
+    pub free_memory: Option<u64>,
+    pub total_memory: Option<u64>,
+    pub uptime: Option<String>,
+}
+
+pub trait Nas: Send + Sync {
+    /// One user profile per plan (rate limit, devices), marked as ours.
+    fn ensure_profile(&self, p: &DesiredProfile) -> impl Future<Output = Result<(), E>> + Send;
+    /// Create or update a user (password, profile, limits as a safety net, MAC, enabled).
+    fn upsert_user(&self, u: &DesiredUser) -> impl Future<Output = Result<(), E>> + Send;
+    /// Remove a user we manage; true when it was there.
+    fn remove_user(&self, name: &str) -> impl Future<Output = Result<bool, E>> + Send;
+    /// Remove what would log the user back in by itself (RouterOS MAC cookies).
+    fn remove_cookies(&self, user: &str) -> impl Future<Output = Result<usize, E>> + Send;
+    /// Log every device of the user out and confirm none is left.
+    fn disconnect(&self, user: &str) -> impl Future<Output = Result<usize, E>> + Send;
+    /// The same for many users at once (an expiry burst); per user: sessions and cookies removed.
+    fn bulk_disconnect(
+        &self,
+        users: &HashSet<String>,
+        disable: &HashSet<String>,
+    ) -> impl Future<Output = Result<HashMap<String, (u32, u32)>, E>> + Send;
+    /// Log one session out by the NAS's id.
+    fn kick(&self, session_id: &str) -> impl Future<Output = Result<(), E>> + Send;
+    /// Active sessions with their counters.
+    fn active(
+        &self,
+        server: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<ActiveSession>, E>> + Send;
+    /// Log a device in after a payment.
+    fn login(
+        &self,
+        user: &str,
+        password: &str,
+        mac: &str,
+        ip: Option<&str>,
+    ) -> impl Future<Output = Result<(), E>> + Send;
+    fn health(&self) -> impl Future<Output = Result<Health, E>> + Send;
+}
