@@ -7,7 +7,7 @@ use crate::clock::{Clock, TimePolicy};
 use crate::config::Config;
 use crate::engine::command::{PlanArgs, PlanIdArg};
 use crate::engine::{Command, Engine, OsEntropy, Settings};
-use crate::store::{ApplyError, OpenOptions, Store, StoreError};
+use crate::store::{ApplyError, OpenOptions, Store};
 
 pub fn open_options(config: &Config, check: bool) -> OpenOptions {
     OpenOptions {
@@ -30,45 +30,40 @@ pub fn open_store(config: &Config, clock: &dyn Clock, check: bool) -> Result<Sto
     Ok(store)
 }
 
+/// Upserts the config's plans and takes config plans no longer in the file off sale, all in one
+/// transaction (this runs at every start and every CLI command; unchanged plans write nothing).
 pub fn sync_config_plans(
     store: &mut Store,
     config: &Config,
     clock: &dyn Clock,
 ) -> Result<(), ApplyError> {
-    let engine = engine(config);
     let wanted = config.plans();
-    for p in &wanted {
-        let cmd = Command::PlansUpsert(PlanArgs {
-            id: p.id.to_string(),
-            name: p.name.clone(),
-            price: p.price,
-            currency: p.currency.as_str().to_string(),
-            time: p.time.to_string(),
-            validity: Some(p.validity.as_str().to_string()),
-            data: p.data.map(|d| format!("{}B", d.0)),
-            rate_limit: p.rate_limit.clone(),
-            devices: Some(p.devices),
-            source: Some("config".into()),
-        });
-        store.apply(&engine, clock, &mut OsEntropy, "config", None, &cmd)?;
+    let mut cmds: Vec<Command> = wanted
+        .iter()
+        .map(|p| {
+            Command::PlansUpsert(PlanArgs {
+                id: p.id.to_string(),
+                name: p.name.clone(),
+                price: p.price,
+                currency: p.currency.as_str().to_string(),
+                time: p.time.to_string(),
+                validity: Some(p.validity.as_str().to_string()),
+                data: p.data.map(|d| format!("{}B", d.0)),
+                rate_limit: p.rate_limit.clone(),
+                devices: Some(p.devices),
+                source: Some("config".into()),
+            })
+        })
+        .collect();
+    for id in store.config_plan_ids()? {
+        if !wanted.iter().any(|p| p.id.as_str() == id) {
+            cmds.push(Command::PlansRemove(PlanIdArg { id }));
+        }
     }
-    let stale: Vec<String> = {
-        let mut stmt = store
-            .conn()
-            .prepare("SELECT id FROM plans WHERE source = 'config' AND active = 1")
-            .map_err(StoreError::from)?;
-        let ids = stmt
-            .query_map([], |r| r.get::<_, String>(0))
-            .map_err(StoreError::from)?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(StoreError::from)?;
-        ids.into_iter()
-            .filter(|id| !wanted.iter().any(|p| p.id.as_str() == id))
-            .collect()
-    };
-    for id in stale {
-        let cmd = Command::PlansRemove(PlanIdArg { id });
-        store.apply(&engine, clock, &mut OsEntropy, "config", None, &cmd)?;
+    let refs: Vec<(Option<&str>, &Command)> = cmds.iter().map(|c| (None, c)).collect();
+    let results = store.apply_many(&engine(config), clock, &mut OsEntropy, "config", &refs)?;
+    match results.into_iter().find_map(Result::err) {
+        Some(r) => Err(ApplyError::Rejected(r)),
+        None => Ok(()),
     }
-    Ok(())
 }

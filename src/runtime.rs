@@ -86,12 +86,12 @@ pub async fn run_with(
         schema = store.schema_version()?,
         "hotspot-edge started"
     );
-    let router_password = match config.router.kind {
-        RouterKind::Routeros => Some(config.router_password().map_err(RunError::Config)?),
-        RouterKind::None => None,
-    };
-    let router_tls = match config.router.kind {
-        RouterKind::Routeros => config.router_tls().map_err(RunError::Config)?,
+    // Password and API-SSL settings, read before anything starts: a bad one stops the daemon.
+    let router = match config.router.kind {
+        RouterKind::Routeros => Some((
+            config.router_password().map_err(RunError::Config)?,
+            config.router_tls().map_err(RunError::Config)?,
+        )),
         RouterKind::None => None,
     };
     let (handle, thread) = StoreHandle::spawn(store).map_err(RunError::Thread)?;
@@ -105,7 +105,7 @@ pub async fn run_with(
         poll_wake: Arc::new(Notify::new()),
     };
     let mut tasks = Vec::new();
-    if let Some(password) = router_password {
+    if let Some((password, router_tls)) = router {
         let r = &config.router;
         let ms = |s: crate::units::Span| Duration::from_millis(s.ms().max(0) as u64);
         if router_tls.is_none() {

@@ -96,6 +96,20 @@ async fn a_wrong_password_is_a_login_error() {
 }
 
 #[tokio::test]
+async fn slow_replies_are_waited_for_up_to_the_command_timeout() {
+    let (sim, b) = sim_and_backend(false).await;
+    sim.set_delay(Duration::from_millis(300));
+    assert_eq!(
+        b.health().await.unwrap().identity,
+        "sim-router",
+        "slow but within 2 s"
+    );
+    sim.set_delay(Duration::from_secs(3));
+    let e = b.health().await.unwrap_err();
+    assert!(matches!(e, RouterError::Timeout { .. }), "{e:?}");
+}
+
+#[tokio::test]
 async fn a_stalled_router_times_out_and_a_dropped_one_is_unreachable() {
     let (sim, b) = sim_and_backend(false).await;
     sim.stall_for(Duration::from_secs(5));

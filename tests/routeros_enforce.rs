@@ -284,7 +284,6 @@ async fn full_lifecycle_payment_login_expiry_disconnect() {
         None,
         "no way back in"
     );
-    until("the audit row", 3, || true).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let audit = r.audit().await;
     assert!(

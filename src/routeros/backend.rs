@@ -474,15 +474,6 @@ impl RouterOsBackend {
             .first()
             .and_then(|r| field(r, "group").map(String::from)))
     }
-
-    /// Whether `is_yes` says a user row is disabled (used by tests and reconcile).
-    pub fn row_disabled(r: &Row) -> bool {
-        is_yes(field(r, "disabled"))
-    }
-
-    pub async fn user_row(&self, name: &str) -> Result<Option<Row>, RouterError> {
-        self.find(USER, name).await
-    }
 }
 
 impl crate::nas::Nas for RouterOsBackend {

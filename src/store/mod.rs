@@ -283,10 +283,6 @@ impl Store {
             .query_row("PRAGMA user_version", [], |r| r.get(0))?)
     }
 
-    pub(crate) fn conn(&self) -> &Connection {
-        &self.conn
-    }
-
     fn clock_state(conn: &Connection) -> Result<Option<ClockState>, StoreError> {
         let text: Option<String> = conn
             .prepare_cached("SELECT value FROM meta WHERE key = 'clock'")?
@@ -465,13 +461,6 @@ impl Store {
     /// prove that an idle tick writes nothing to flash).
     pub fn total_changes(&self) -> u64 {
         self.conn.total_changes()
-    }
-
-    /// Changes whenever another connection (the CLI, another process) commits.
-    pub fn data_version(&self) -> Result<i64, StoreError> {
-        Ok(self
-            .conn
-            .query_row("PRAGMA data_version", [], |r| r.get(0))?)
     }
 
     /// Puts failed (or all pending) jobs back in the queue for an immediate retry.

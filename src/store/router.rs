@@ -120,6 +120,15 @@ impl Store {
         Ok(failed.as_deref() == Some("failed"))
     }
 
+    /// Ids of the plans on sale that the config owns.
+    pub fn config_plan_ids(&self) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id FROM plans WHERE source = 'config' AND active = 1")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     pub fn plan_row(&self, id: &str) -> Result<Option<StoredPlan>, StoreError> {
         Ok(self
             .conn

@@ -45,7 +45,6 @@ struct Inner {
     faults: Mutex<Faults>,
     signals: broadcast::Sender<ConnSignal>,
     commands: AtomicUsize,
-    connections: AtomicUsize,
 }
 
 /// A running simulator; cheap to clone.
@@ -87,7 +86,6 @@ impl Simulator {
                 faults: Mutex::new(Faults::default()),
                 signals,
                 commands: AtomicUsize::new(0),
-                connections: AtomicUsize::new(0),
             }),
             addr: listener.local_addr()?,
         };
@@ -100,7 +98,6 @@ impl Simulator {
                         let _ = stream.set_nodelay(true);
                         let tls = tls.clone();
                         tokio::spawn(async move {
-                            s.inner.connections.fetch_add(1, Ordering::Relaxed);
                             if lock(&s.inner.faults).refuse {
                                 return;
                             }
@@ -157,11 +154,6 @@ impl Simulator {
     pub fn commands(&self) -> usize {
         self.inner.commands.load(Ordering::Relaxed)
     }
-    /// Connections accepted so far.
-    pub fn connections(&self) -> usize {
-        self.inner.connections.load(Ordering::Relaxed)
-    }
-
     async fn serve<S: AsyncRead + AsyncWrite + Unpin>(&self, mut stream: S) {
         let mut signals = self.inner.signals.subscribe();
         let mut buf: Vec<u8> = Vec::with_capacity(4096);
