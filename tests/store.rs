@@ -222,3 +222,29 @@ fn a_damaged_file_is_refused_without_a_panic() {
     assert!(matches!(e, StoreError::Corrupt { .. }), "{e:?}");
     assert!(e.to_string().contains("damaged"), "{e}");
 }
+
+/// The daemon and a CLI command often open a new database at the same moment (procd starts the
+/// daemon while a technician types): none of them may mistake the other's half-made file for a
+/// foreign one.
+#[test]
+fn processes_opening_a_new_database_together_all_succeed() {
+    for round in 0..30 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new.db");
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(6));
+        let threads: Vec<_> = (0..6)
+            .map(|_| {
+                let (path, barrier) = (path.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    Store::open(&path, &opts()).map(|_| ())
+                })
+            })
+            .collect();
+        for t in threads {
+            if let Err(e) = t.join().unwrap() {
+                panic!("round {round}: {e}");
+            }
+        }
+    }
+}

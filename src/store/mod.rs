@@ -93,6 +93,11 @@ fn is_not_a_database(e: &rusqlite::Error) -> bool {
         if f.code == rusqlite::ErrorCode::NotADatabase)
 }
 
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
+}
+
 fn is_corrupt(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _)
         if f.code == rusqlite::ErrorCode::DatabaseCorrupt)
@@ -157,7 +162,10 @@ impl Store {
         // The engine uses a few dozen distinct statements; rusqlite's default cache of 16 would
         // re-parse them on every command (15 % of a payment's CPU before this was raised).
         conn.set_prepared_statement_cache_capacity(128);
-        let app_id: i32 = conn
+        // A first read tells a file that is not SQLite at all (NotADatabase). Whether it is *our*
+        // database is decided in `migrate`, inside a write transaction: another process (the
+        // daemon and the CLI start together) may be creating the schema right now.
+        let _: i32 = conn
             .query_row("PRAGMA application_id", [], |r| r.get(0))
             .map_err(classify)?;
         if opts.check {
@@ -174,9 +182,6 @@ impl Store {
         let tables: i64 = conn
             .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
             .map_err(classify)?;
-        if app_id != schema::APPLICATION_ID && (app_id != 0 || tables > 0) {
-            return Err(StoreError::Foreign { path: shown });
-        }
         if tables == 0 {
             // A new database: small pages, because each transaction appends every page it
             // touches to the WAL, and router flash wears with every byte written. Only takes
@@ -184,9 +189,17 @@ impl Store {
             conn.execute_batch("PRAGMA page_size = 1024")
                 .map_err(classify)?;
         }
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-            .map_err(classify)?;
+        // Switching to WAL needs an exclusive lock and SQLite answers BUSY at once rather than
+        // waiting (another process may be creating this database): retry within busy-timeout.
+        let deadline = std::time::Instant::now() + opts.busy_timeout;
+        let mode: String = loop {
+            match conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)) {
+                Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                r => break r.map_err(classify)?,
+            }
+        };
         if mode != "wal" && mode != "memory" {
             tracing::warn!(%mode, "the database could not switch to WAL mode");
         }
@@ -213,7 +226,17 @@ impl Store {
             let tx = self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            // One snapshot, serialised with every other writer: ours, empty, or foreign.
+            let (app_id, tables, version): (i32, i64, i64) = tx.query_row(
+                "SELECT (SELECT application_id FROM pragma_application_id),
+                        (SELECT count(*) FROM sqlite_master),
+                        (SELECT user_version FROM pragma_user_version)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
+            if app_id != schema::APPLICATION_ID && (app_id != 0 || tables > 0) {
+                return Err(StoreError::Foreign { path: shown });
+            }
             if version > supported {
                 return Err(StoreError::TooNew {
                     path: shown,
