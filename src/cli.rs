@@ -72,6 +72,31 @@ pub enum Cmd {
     Jobs(JobsCmd),
     /// A self-contained demo against the bundled RouterOS simulator: sell, log in, expire, report.
     Demo(DemoArgs),
+    /// Sign a remote command for [mqtt] (operators, scripts, tests): prints the message to publish
+    /// on {prefix}/{site}/commands. Site and key come from the config unless given.
+    SignCommand(SignArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// Command type, e.g. payment.confirmed or user.suspend.
+    #[arg(value_name = "TYPE")]
+    pub ty: String,
+    /// Its args as JSON, e.g. '{"user": "k7m2qp"}'.
+    #[arg(value_name = "ARGS", default_value = "{}")]
+    pub args: String,
+    /// Command id (default: random). Reuse it to retry: the site applies an id once.
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Default: [site] id.
+    #[arg(long)]
+    pub site: Option<String>,
+    /// Default: [mqtt] command-key-file.
+    #[arg(long, value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
+    /// RFC 3339 (default: now).
+    #[arg(long, value_name = "TIME")]
+    pub issued_at: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -247,6 +272,11 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
     if let Cmd::Demo(a) = &cli.command {
         return crate::cli_demo::demo(a.seconds);
     }
+    if let Cmd::SignCommand(a) = &cli.command {
+        if a.site.is_some() && a.key_file.is_some() {
+            return sign_command(a, None);
+        }
+    }
     let loaded = match config::load(&path) {
         Ok(l) => l,
         Err(e) => {
@@ -262,6 +292,9 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
         return EXIT_OK;
     }
     let config = loaded.config;
+    if let Cmd::SignCommand(a) = &cli.command {
+        return sign_command(a, Some(&config));
+    }
     if let Cmd::Run = cli.command {
         for w in &loaded.warnings {
             eprintln!("warning: {}: {w}", path.display());
@@ -319,9 +352,72 @@ fn run_daemon(config: Config) -> i32 {
         Err(e) => {
             tracing::error!(error = %e, "stopped on error");
             eprintln!("error: {e}");
-            EXIT_STORE
+            match e {
+                crate::runtime::RunError::Config(_) => EXIT_BAD_CONFIG,
+                _ => EXIT_STORE,
+            }
         }
     }
+}
+
+fn sign_command(a: &SignArgs, config: Option<&Config>) -> i32 {
+    let site = a
+        .site
+        .clone()
+        .or_else(|| config.map(|c| c.site_id().to_string()));
+    let key_file = a.key_file.clone().or_else(|| {
+        config
+            .and_then(|c| c.mqtt.as_ref())
+            .and_then(|m| m.get_ref().command_key_file.clone())
+    });
+    let (Some(site), Some(key_file)) = (site, key_file) else {
+        eprintln!("error: give --site and --key-file, or a config with [mqtt] command-key-file");
+        return EXIT_USAGE;
+    };
+    let key = match crate::secret::read_secret_file(&key_file) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let args: Value = match serde_json::from_str(&a.args) {
+        Ok(v @ Value::Object(_)) => v,
+        Ok(_) => {
+            eprintln!("error: ARGS must be a JSON object, e.g. '{{\"user\": \"k7m2qp\"}}'");
+            return EXIT_USAGE;
+        }
+        Err(e) => {
+            eprintln!("error: ARGS is not JSON: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let issued_at = match &a.issued_at {
+        Some(t) if crate::clock::parse_rfc3339(t).is_none() => {
+            eprintln!("error: --issued-at {t:?} is not RFC 3339");
+            return EXIT_USAGE;
+        }
+        Some(t) => t.clone(),
+        None => crate::clock::rfc3339(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0),
+        ),
+    };
+    let body = json!({
+        "id": a.id.clone().unwrap_or_else(|| random_id("cmd")),
+        "site": site,
+        "issued-at": issued_at,
+        "type": a.ty,
+        "args": args,
+    })
+    .to_string();
+    println!(
+        "{}",
+        crate::mqtt::remote::envelope(key.expose().as_bytes(), &body)
+    );
+    EXIT_OK
 }
 
 enum CliError {
@@ -359,10 +455,14 @@ struct Ctx<'a, W: Write> {
 }
 
 fn command_id() -> String {
+    random_id("cli")
+}
+
+fn random_id(prefix: &str) -> String {
     let mut b = [0u8; 8];
     crate::engine::Entropy::fill(&mut OsEntropy, &mut b);
     format!(
-        "cli-{}",
+        "{prefix}-{}",
         b.iter().map(|x| format!("{x:02x}")).collect::<String>()
     )
 }
@@ -430,7 +530,7 @@ impl<W: Write> Ctx<'_, W> {
     fn dispatch(&mut self, cmd: &Cmd) -> Result<(), CliError> {
         let now = self.store.now(self.clock)?;
         match cmd {
-            Cmd::Run | Cmd::CheckConfig | Cmd::Demo(_) => Ok(()),
+            Cmd::Run | Cmd::CheckConfig | Cmd::Demo(_) | Cmd::SignCommand(_) => Ok(()),
             Cmd::Status => {
                 let v = self.store.status(self.config.site_id(), &now)?;
                 if self.json {
@@ -711,6 +811,19 @@ fn render_status(v: &Value) -> String {
         txt(g("/outbox/oldest-seq")),
         txt(g("/outbox/oldest-age-ms"))
     ));
+    let uplink = g("/uplink");
+    if !uplink.is_null() {
+        s.push_str(&format!(
+            "cloud           {} via {} since {}{}\n",
+            txt(uplink.get("state").cloned().unwrap_or(Value::Null)),
+            txt(uplink.get("via").cloned().unwrap_or(Value::Null)),
+            txt(uplink.get("since").cloned().unwrap_or(Value::Null)),
+            match uplink.get("error") {
+                Some(Value::String(e)) => format!(": {e}"),
+                _ => String::new(),
+            }
+        ));
+    }
     s.push_str(&format!(
         "jobs            {} pending, {} failed\n",
         txt(g("/jobs/pending")),

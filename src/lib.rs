@@ -12,6 +12,7 @@ pub mod domain;
 pub mod enforce;
 pub mod engine;
 pub mod logging;
+pub mod mqtt;
 pub mod nas;
 pub mod routeros;
 pub mod runtime;

@@ -94,6 +94,7 @@ pub async fn run_with(
         )),
         RouterKind::None => None,
     };
+    let mqtt = crate::mqtt::MqttSettings::from_config(&config).map_err(RunError::Config)?;
     let (handle, thread) = StoreHandle::spawn(store).map_err(RunError::Thread)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut daemon = Daemon {
@@ -144,6 +145,22 @@ pub async fn run_with(
         tasks.push(tokio::spawn(enforcer.run_poll(stop_rx.clone())));
         daemon.link = Some(link);
     }
+    let (down_tx, down_rx) = watch::channel(Some(std::time::Instant::now()));
+    if let Some(m) = mqtt {
+        tasks.push(tokio::spawn(crate::mqtt::run(
+            Arc::new(m),
+            daemon.clone(),
+            Arc::new(app::engine(&config)),
+            down_tx,
+            stop_rx.clone(),
+        )));
+    }
+    let _ = down_rx;
+    tasks.push(tokio::spawn(outbox_keeper(
+        daemon.clone(),
+        config.store.outbox_max_events,
+        stop_rx.clone(),
+    )));
     started(daemon.clone());
     let result = deadline_loop(&config, &daemon, shutdown).await;
     let _ = stop_tx.send(true);
@@ -245,6 +262,39 @@ async fn deadline_loop(
             _ = &mut shutdown => return Ok(()),
             _ = d.wake.notified() => {}
             _ = tokio::time::sleep(sleep) => {}
+        }
+    }
+}
+
+/// How often the outbox size limit is enforced.
+const OUTBOX_TRIM_EVERY: Duration = Duration::from_secs(60);
+
+/// Keeps the outbox within `[store] outbox-max-events` while the cloud is out of reach.
+async fn outbox_keeper(d: Daemon, max_events: u64, mut stop: watch::Receiver<bool>) {
+    loop {
+        let clock = d.clock.clone();
+        let trimmed = d
+            .store
+            .call(move |s| {
+                let now = s.now(clock.as_ref())?;
+                s.outbox_trim(max_events, &now)
+            })
+            .await;
+        match trimmed {
+            Ok(Ok(Some(t))) => tracing::warn!(
+                dropped = t.dropped,
+                first_seq = t.first_seq,
+                last_seq = t.last_seq,
+                limit = max_events,
+                "outbox full: oldest telemetry events dropped unsent (money events are kept)"
+            ),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "outbox size check"),
+            Err(_) => return,
+        }
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(OUTBOX_TRIM_EVERY) => {}
         }
     }
 }

@@ -89,7 +89,7 @@ fn check_config_names_file_line_and_column_and_exits_78() {
         ("bad-site-id.toml", "2:6: bad site id \"Nairobi/Market\": use 1-64 characters of a-z, 0-9, '-' or '_' (it becomes part of MQTT topics)"),
         ("bad-syntax.toml", "3:21: invalid basic string, expected `\"`"),
         ("bad-duplicate-plan.toml", "12:6: duplicate plan id \"1h\""),
-        ("bad-reserved-mqtt.toml", "4:1: [mqtt] is reserved for a later release: this build does not support it yet; remove the section"),
+        ("bad-mqtt-plaintext.toml", "4:1: [mqtt] url \"mqtt://broker.example:1883\" is plain MQTT to another host: use mqtts://, or set allow-plaintext = true to send passwords and payments in clear"),
     ];
     for (file, msg) in cases {
         let path = fixture(file);

@@ -22,6 +22,15 @@ pub enum Command {
     UserSuspend(SuspendArgs),
     #[serde(rename = "user.resume")]
     UserResume(UserArg),
+    /// A named account made by the cloud or an operator, optionally with time to start with.
+    #[serde(rename = "user.create")]
+    UserCreate(CreateUserArgs),
+    /// Log every device of a user out now (the account stays usable).
+    #[serde(rename = "user.disconnect")]
+    UserDisconnect(SuspendArgs),
+    /// Voucher codes made elsewhere (the cloud's shop) become redeemable here.
+    #[serde(rename = "vouchers.import")]
+    VouchersImport(ImportArgs),
     #[serde(rename = "plans.upsert")]
     PlansUpsert(PlanArgs),
     #[serde(rename = "plans.remove")]
@@ -53,6 +62,9 @@ impl Command {
             Command::UserExtend(_) => "user.extend",
             Command::UserSuspend(_) => "user.suspend",
             Command::UserResume(_) => "user.resume",
+            Command::UserCreate(_) => "user.create",
+            Command::UserDisconnect(_) => "user.disconnect",
+            Command::VouchersImport(_) => "vouchers.import",
             Command::PlansUpsert(_) => "plans.upsert",
             Command::PlansRemove(_) => "plans.remove",
             Command::SessionStarted(_) => "session.started",
@@ -128,6 +140,41 @@ pub struct ExtendArgs {
     pub time: Option<String>,
     #[serde(default)]
     pub data: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CreateUserArgs {
+    /// Default: a generated name.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Default: a generated password.
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub phone: Option<String>,
+    #[serde(default)]
+    pub mac: Option<String>,
+    /// Time to start with, as for `user.extend`: a plan, or a time (and data).
+    #[serde(default)]
+    pub plan: Option<String>,
+    #[serde(default)]
+    pub time: Option<String>,
+    #[serde(default)]
+    pub data: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ImportArgs {
+    pub plan: String,
+    pub codes: Vec<String>,
+    /// The cloud's batch name (default: generated).
+    #[serde(default)]
+    pub batch: Option<String>,
+    /// Unredeemed codes expire this long after import, e.g. `"30d"` (default `[vouchers]`).
+    #[serde(default)]
+    pub expires_in: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

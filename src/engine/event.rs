@@ -64,6 +64,13 @@ pub enum Event {
         codes: Vec<String>,
         expires_at: Option<String>,
     },
+    #[serde(rename = "voucher.batch-imported", rename_all = "kebab-case")]
+    VoucherBatchImported {
+        batch: String,
+        plan: String,
+        count: usize,
+        expires_at: Option<String>,
+    },
     #[serde(rename = "voucher.redeemed", rename_all = "kebab-case")]
     VoucherRedeemed {
         code: String,
@@ -95,6 +102,14 @@ pub enum Event {
         bytes_out: u64,
         duration_ms: i64,
     },
+    /// The outbox was over its size limit and these telemetry events were dropped unsent
+    /// (never money events): the cloud sees a seq gap it can account for.
+    #[serde(rename = "outbox.dropped", rename_all = "kebab-case")]
+    OutboxDropped {
+        count: u64,
+        first_seq: i64,
+        last_seq: i64,
+    },
 }
 
 impl Event {
@@ -120,6 +135,7 @@ impl Event {
             Event::PaymentRecorded { .. }
                 | Event::GrantAdded { .. }
                 | Event::VoucherBatchGenerated { .. }
+                | Event::VoucherBatchImported { .. }
                 | Event::VoucherRedeemed { .. }
                 | Event::VoucherRevoked { .. }
         )

@@ -11,7 +11,7 @@ pub mod grants;
 pub mod job;
 pub mod model;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::clock::{rfc3339, Now};
@@ -95,14 +95,14 @@ impl Entropy for SeededEntropy {
 }
 
 /// Why a command was refused. Nothing was changed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("{message}")]
 pub struct Rejection {
     pub code: RejectCode,
     pub message: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RejectCode {
     BadArgs,
@@ -227,6 +227,9 @@ impl Engine {
             Command::UserExtend(a) => cx.extend(a)?,
             Command::UserSuspend(a) => cx.suspend(a)?,
             Command::UserResume(a) => cx.resume(a)?,
+            Command::UserCreate(a) => cx.create_named_user(a)?,
+            Command::UserDisconnect(a) => cx.disconnect(a)?,
+            Command::VouchersImport(a) => cx.import_vouchers(a)?,
             Command::PlansUpsert(a) => cx.upsert_plan(a)?,
             Command::PlansRemove(a) => cx.remove_plan(a)?,
             Command::SessionStarted(a) => cx.session_started(a)?,
@@ -830,33 +833,42 @@ impl Cx<'_> {
         Ok(json!({"revoked": revoked}))
     }
 
-    fn extend(&mut self, a: &command::ExtendArgs) -> Result<Value, EngineError> {
-        let mut user = self.user(&a.user)?;
-        let (plan_id, validity, time_ms, data) = match (&a.plan, &a.time) {
+    /// What `user.extend` and `user.create` add: a plan's worth, or a time (and data).
+    fn grant_spec(
+        &mut self,
+        plan: &Option<String>,
+        time: &Option<String>,
+        data: &Option<String>,
+    ) -> Result<(PlanId, Validity, i64, Option<u64>), EngineError> {
+        match (plan, time) {
             (Some(p), None) => {
-                if a.data.is_some() {
+                if data.is_some() {
                     return Err(bad("give either a plan, or a time (and data), not both"));
                 }
                 let p = self.plan(p)?.plan;
-                (p.id, p.validity, p.time.ms(), p.data.map(|d| d.0))
+                Ok((p.id, p.validity, p.time.ms(), p.data.map(|d| d.0)))
             }
             (None, Some(t)) => {
                 let span = parse_span(t).map_err(bad)?;
                 if span.ms() <= 0 {
                     return Err(bad("time must be more than 0s"));
                 }
-                let data = a
-                    .data
+                let data = data
                     .as_deref()
                     .map(parse_bytes)
                     .transpose()
                     .map_err(bad)?
                     .map(|b| b.0);
                 let id = PlanId::parse("manual").map_err(bad)?;
-                (id, Validity::Wall, span.ms(), data)
+                Ok((id, Validity::Wall, span.ms(), data))
             }
-            _ => return Err(bad("give either a plan or a time to extend by")),
-        };
+            _ => Err(bad("give either a plan or a time to extend by")),
+        }
+    }
+
+    fn extend(&mut self, a: &command::ExtendArgs) -> Result<Value, EngineError> {
+        let mut user = self.user(&a.user)?;
+        let (plan_id, validity, time_ms, data) = self.grant_spec(&a.plan, &a.time, &a.data)?;
         let grant = self.add_grant(
             &mut user,
             &plan_id,
@@ -869,6 +881,145 @@ impl Cx<'_> {
         let mut r = self.user_summary(&user)?;
         r["grant"] = json!(grant);
         Ok(r)
+    }
+
+    fn create_named_user(&mut self, a: &command::CreateUserArgs) -> Result<Value, EngineError> {
+        let name = match &a.user {
+            Some(n) => {
+                let ok = !n.is_empty()
+                    && n.len() <= 64
+                    && n.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._@+-".contains(&b));
+                if !ok {
+                    return Err(bad(format!(
+                        "bad user name {n:?}: 1-64 characters of A-Z a-z 0-9 . _ @ + -"
+                    )));
+                }
+                if self.l.user_by_name(n)?.is_some() {
+                    return reject(RejectCode::Conflict, format!("user {n:?} exists"));
+                }
+                n.clone()
+            }
+            None => self.fresh_username()?,
+        };
+        let password = match &a.password {
+            Some(p) if p.len() < 4 || p.len() > 64 || p.chars().any(|c| c.is_control()) => {
+                return Err(bad("password must be 4 to 64 printable characters"))
+            }
+            Some(p) => p.clone(),
+            None => self.password(),
+        };
+        let mac = parse_mac(&a.mac)?;
+        let phone = a.phone.as_deref().map(normalise_phone).transpose()?;
+        let spec = if a.plan.is_some() || a.time.is_some() {
+            Some(self.grant_spec(&a.plan, &a.time, &a.data)?)
+        } else if a.data.is_some() {
+            return Err(bad("data needs a time"));
+        } else {
+            None
+        };
+        let mut user = self.create_user(name, password, phone, mac)?;
+        let grant = match spec {
+            Some((plan_id, validity, time_ms, data)) => Some(self.add_grant(
+                &mut user,
+                &plan_id,
+                validity,
+                time_ms,
+                data,
+                "manual".into(),
+                false,
+            )?),
+            None => {
+                // No time yet: the account exists but cannot log in until extended.
+                user.state = UserState::Expired;
+                self.l.update_user(&user)?;
+                None
+            }
+        };
+        let mut r = self.user_summary(&user)?;
+        r["password"] = json!(user.password);
+        r["grant"] = json!(grant);
+        Ok(r)
+    }
+
+    fn disconnect(&mut self, a: &command::SuspendArgs) -> Result<Value, EngineError> {
+        let user = self.user(&a.user)?;
+        let reason = a.reason.clone().unwrap_or_else(|| "operator".into());
+        self.job(Job::DisconnectUser {
+            username: user.username.clone(),
+            reason: reason.clone(),
+        });
+        self.l.audit(&AuditEntry {
+            user_id: Some(user.id),
+            username: Some(user.username.clone()),
+            action: "disconnect-request".into(),
+            reason,
+            detail: None,
+        })?;
+        let sessions = self.l.active_sessions(user.id)?.len();
+        Ok(json!({"user": user.username, "active-sessions": sessions, "disconnecting": true}))
+    }
+
+    fn import_vouchers(&mut self, a: &command::ImportArgs) -> Result<Value, EngineError> {
+        if a.codes.is_empty() || a.codes.len() > MAX_VOUCHER_BATCH as usize {
+            return Err(bad(format!(
+                "codes: give 1 to {MAX_VOUCHER_BATCH} codes, not {}",
+                a.codes.len()
+            )));
+        }
+        let plan = self.plan(&a.plan)?;
+        if !plan.active {
+            return reject(
+                RejectCode::Conflict,
+                format!("plan {:?} is no longer on sale", a.plan),
+            );
+        }
+        let batch = match &a.batch {
+            Some(b) if b.is_empty() || b.len() > 32 || b.chars().any(|c| c.is_control()) => {
+                return Err(bad("batch must be 1 to 32 printable characters"))
+            }
+            Some(b) => b.clone(),
+            None => format!("B{}", self.random_string(VOUCHER_ALPHABET, 6)),
+        };
+        let expiry = match &a.expires_in {
+            Some(t) => Some(parse_span(t).map_err(bad)?),
+            None => self.s.voucher_expiry,
+        };
+        let expires_at = expiry.map(|e| self.now.timeline_ms + e.ms());
+        let mut seen = std::collections::HashSet::new();
+        for (i, raw) in a.codes.iter().enumerate() {
+            let code = VoucherCode::parse(raw).map_err(|e| bad(format!("codes[{i}]: {e}")))?;
+            if !seen.insert(code.to_string()) {
+                return Err(bad(format!("codes[{i}]: {code} is given twice")));
+            }
+            if self.l.voucher(code.as_str())?.is_some() {
+                return reject(
+                    RejectCode::Conflict,
+                    format!("codes[{i}]: voucher {code} exists already; nothing was imported"),
+                );
+            }
+            self.l.insert_voucher(&Voucher {
+                code: code.to_string(),
+                plan_id: plan.plan.id.clone(),
+                batch: batch.clone(),
+                state: VoucherState::Unused,
+                created_at: self.now.wall_ms,
+                expires_at,
+                redeemed_at: None,
+                user_id: None,
+                grant_id: None,
+            })?;
+        }
+        let expires_wall = expires_at.map(|t| rfc3339(self.now.wall_at(t)));
+        self.emit(Event::VoucherBatchImported {
+            batch: batch.clone(),
+            plan: plan.plan.id.to_string(),
+            count: seen.len(),
+            expires_at: expires_wall.clone(),
+        });
+        Ok(
+            json!({"batch": batch, "plan": plan.plan.id.as_str(), "imported": seen.len(), "expires-at": expires_wall}),
+        )
     }
 
     fn suspend(&mut self, a: &command::SuspendArgs) -> Result<Value, EngineError> {

@@ -56,7 +56,7 @@ pub fn format_pin(pin: &[u8; 32]) -> String {
         .join(":")
 }
 
-fn load_roots(path: &Path) -> Result<RootCertStore, String> {
+pub fn load_roots(path: &Path) -> Result<RootCertStore, String> {
     let mut roots = RootCertStore::empty();
     let certs = CertificateDer::pem_file_iter(path)
         .map_err(|e| format!("cannot read CA file {}: {e}", path.display()))?;

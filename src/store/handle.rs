@@ -1,8 +1,10 @@
 //! One thread owns the SQLite connection; async tasks send it closures and await the answer, so
 //! blocking disk I/O never runs on the async runtime.
 
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
+
 use std::thread::JoinHandle;
+use tokio::sync::Notify;
 
 use super::Store;
 
@@ -15,6 +17,7 @@ pub struct StoreGone;
 #[derive(Clone)]
 pub struct StoreHandle {
     tx: mpsc::Sender<Work>,
+    changed: Arc<Notify>,
 }
 
 impl StoreHandle {
@@ -22,18 +25,30 @@ impl StoreHandle {
     /// closes the database and ends; join the returned handle to wait for that.
     pub fn spawn(store: Store) -> std::io::Result<(StoreHandle, JoinHandle<()>)> {
         let (tx, rx) = mpsc::channel::<Work>();
+        let changed = Arc::new(Notify::new());
+        let notify = changed.clone();
         let thread = std::thread::Builder::new()
             .name("store".into())
             .spawn(move || {
                 let mut store = store;
                 while let Ok(work) = rx.recv() {
+                    let before = store.total_changes();
                     work(&mut store);
+                    if store.total_changes() != before {
+                        notify.notify_one();
+                    }
                 }
                 if let Err(e) = store.close() {
                     tracing::warn!(error = %e, "closing the database");
                 }
             })?;
-        Ok((StoreHandle { tx }, thread))
+        Ok((StoreHandle { tx, changed }, thread))
+    }
+
+    /// Notified after a call changed the database (one waiter: the outbox publisher). Changes
+    /// made by other processes are not seen here.
+    pub fn changed(&self) -> Arc<Notify> {
+        self.changed.clone()
     }
 
     pub async fn call<R, F>(&self, f: F) -> Result<R, StoreGone>

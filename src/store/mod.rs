@@ -8,6 +8,7 @@
 
 mod handle;
 mod ledger;
+mod outbox;
 pub mod router;
 pub mod schema;
 pub mod views;
@@ -22,6 +23,7 @@ use crate::clock::{Clock, ClockState, Now, TimePolicy};
 use crate::engine::{Command, Engine, EngineError, Entropy, Outcome, Rejection};
 pub use handle::{StoreGone, StoreHandle};
 use ledger::TxLedger;
+pub use outbox::{envelope, OutboxEvent, Trimmed};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -398,11 +400,17 @@ impl Store {
         let mut wrote = false;
         for (command_id, cmd) in cmds {
             if let Some(id) = command_id {
-                let stored: Option<String> = tx
-                    .prepare_cached("SELECT result FROM inbox WHERE command_id = ?1")?
-                    .query_row(params![id], |r| r.get(0))
+                let stored: Option<(String, String)> = tx
+                    .prepare_cached("SELECT status, result FROM inbox WHERE command_id = ?1")?
+                    .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()?;
-                if let Some(text) = stored {
+                if let Some((status, text)) = stored {
+                    if status == "rejected" {
+                        let r = serde_json::from_str::<Rejection>(&text)
+                            .map_err(|e| StoreError::Data(format!("inbox {id}: {e}")))?;
+                        results.push(Err(r));
+                        continue;
+                    }
                     results.push(Ok(Applied {
                         result: serde_json::from_str(&text).unwrap_or(Value::Null),
                         seqs: vec![],
@@ -424,6 +432,20 @@ impl Store {
                     sql(&tx, "RELEASE command")?;
                     match e {
                         EngineError::Rejected(r) => {
+                            // The id's answer is final: a repeat gets the same refusal, even if
+                            // it would now succeed (the sender issues a new id to try again).
+                            if let Some(id) = command_id {
+                                record_inbox(
+                                    &tx,
+                                    id,
+                                    source,
+                                    cmd,
+                                    "rejected",
+                                    &serde_json::json!(r),
+                                    &now,
+                                )?;
+                                wrote = true;
+                            }
                             results.push(Err(r));
                             continue;
                         }
@@ -434,17 +456,7 @@ impl Store {
             let seqs = write_events(&tx, &self.instance, &outcome, &now)?;
             write_jobs(&tx, &outcome, &now)?;
             if let Some(id) = command_id {
-                tx.prepare_cached(
-                    "INSERT INTO inbox (command_id, source, type, status, result, received_at)
-                     VALUES (?1, ?2, ?3, 'applied', ?4, ?5)",
-                )?
-                .execute(params![
-                    id,
-                    source,
-                    cmd.type_name(),
-                    outcome.result.to_string(),
-                    now.wall_ms
-                ])?;
+                record_inbox(&tx, id, source, cmd, "applied", &outcome.result, &now)?;
             }
             sql(&tx, "RELEASE command")?;
             wrote |= ledger_wrote
@@ -549,6 +561,30 @@ fn write_events(
         seqs.push(seq);
     }
     Ok(seqs)
+}
+
+fn record_inbox(
+    tx: &rusqlite::Transaction<'_>,
+    id: &str,
+    source: &str,
+    cmd: &Command,
+    status: &str,
+    result: &Value,
+    now: &Now,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO inbox (command_id, source, type, status, result, received_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        id,
+        source,
+        cmd.type_name(),
+        status,
+        result.to_string(),
+        now.wall_ms
+    ])?;
+    Ok(())
 }
 
 fn write_jobs(

@@ -92,7 +92,7 @@ fn time(ms: Option<i64>) -> Value {
 }
 
 /// An optional SQL limit: 0 means all.
-fn lim(n: usize) -> i64 {
+pub(super) fn lim(n: usize) -> i64 {
     if n == 0 {
         -1
     } else {
@@ -326,6 +326,17 @@ impl Store {
         Ok(Some(v))
     }
 
+    pub fn user_id(&self, username: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id FROM users WHERE username = ?1",
+                params![username],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
     pub fn view_sessions(
         &self,
         user_id: Option<i64>,
@@ -378,23 +389,10 @@ impl Store {
         after_seq: i64,
         limit: usize,
     ) -> Result<Vec<Value>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT seq, event_id, type, payload, occurred_at, time_trusted FROM outbox
-             WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![after_seq, lim(limit)], |r| {
-            let payload: String = r.get(3)?;
-            Ok(json!({
-                "id": r.get::<_, String>(1)?,
-                "site": site,
-                "seq": r.get::<_, i64>(0)?,
-                "type": r.get::<_, String>(2)?,
-                "occurred-at": rfc3339(r.get(4)?),
-                "time-trusted": r.get::<_, bool>(5)?,
-                "payload": serde_json::from_str::<Value>(&payload).unwrap_or(Value::Null),
-            }))
-        })?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        self.outbox_after(site, after_seq, lim(limit))?
+            .into_iter()
+            .map(|e| serde_json::from_str(&e.json).map_err(|e| StoreError::Data(e.to_string())))
+            .collect()
     }
 
     pub fn outbox_stats(&self, now: &Now) -> Result<Value, StoreError> {
@@ -515,6 +513,7 @@ impl Store {
             "payments": count("SELECT count(*) FROM payments")?,
             "next-deadline": time(next.map(|t| now.wall_at(t))),
             "outbox": self.outbox_stats(now)?,
+            "uplink": self.uplink_state()?,
             "jobs": {
                 "pending": count("SELECT count(*) FROM jobs WHERE state = 'pending'")?,
                 "failed": count("SELECT count(*) FROM jobs WHERE state = 'failed'")?,

@@ -1,6 +1,8 @@
 //! A site on a fake clock: the real engine and the real SQLite schema, driven command by command.
 #![allow(dead_code)]
 
+pub mod mosquitto;
+
 use hotspot_edge::clock::{FakeClock, TimePolicy};
 use hotspot_edge::engine::command::*;
 use hotspot_edge::engine::{Command, Engine, SeededEntropy, Settings};

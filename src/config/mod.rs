@@ -12,6 +12,9 @@ use crate::domain::{Currency, Plan, PlanId, Validity, VOUCHER_MAX_LEN, VOUCHER_M
 use crate::secret::Secret;
 use crate::units::{check_rate_limit, Bytes, Span};
 
+mod uplink;
+pub use uplink::{BrokerUrl, HttpUplinkConfig, MqttConfig, UplinkConfig, SYSTEM_CA_BUNDLE};
+
 pub const DEFAULT_PATH: &str = "/etc/hotspot-edge/config.toml";
 /// sysexits.h EX_CONFIG: what service managers and scripts expect for a bad configuration.
 pub const EXIT_BAD_CONFIG: i32 = 78;
@@ -35,7 +38,9 @@ pub struct Config {
     #[serde(default)]
     pub router: RouterConfig,
     #[serde(default)]
-    pub mqtt: Option<Reserved<MqttName>>,
+    pub mqtt: Option<Spanned<MqttConfig>>,
+    #[serde(default)]
+    pub uplink: UplinkConfig,
     #[serde(default)]
     pub radius: Option<Reserved<RadiusName>>,
 }
@@ -76,6 +81,9 @@ pub struct StoreConfig {
     pub path: PathBuf,
     /// How long a writer waits for another process (the CLI, the daemon) to finish its write.
     pub busy_timeout: Span,
+    /// The outbox keeps at most this many unsent events: beyond it the oldest telemetry events
+    /// are dropped (an `outbox.dropped` event says so). Money events are never dropped.
+    pub outbox_max_events: u64,
 }
 
 impl Default for StoreConfig {
@@ -83,6 +91,7 @@ impl Default for StoreConfig {
         StoreConfig {
             path: PathBuf::from("/var/lib/hotspot-edge/hotspot-edge.db"),
             busy_timeout: Span::from_secs(5),
+            outbox_max_events: 50_000,
         }
     }
 }
@@ -310,11 +319,6 @@ pub struct Reserved<N>(std::marker::PhantomData<N>);
 
 pub trait SectionName {
     const NAME: &'static str;
-}
-#[derive(Debug, Clone)]
-pub struct MqttName;
-impl SectionName for MqttName {
-    const NAME: &'static str = "mqtt";
 }
 #[derive(Debug, Clone)]
 pub struct RadiusName;
@@ -546,6 +550,20 @@ fn check(c: &Config) -> Result<Vec<String>, (std::ops::Range<usize>, String)> {
             }
         }
     }
+    if let Some(m) = &c.mqtt {
+        warnings.extend(uplink::check_mqtt(m.get_ref()).map_err(|e| (m.span(), e))?);
+        // Reads the key, password and certificate files as the daemon will.
+        crate::mqtt::MqttSettings::resolve(m.get_ref(), c.site_id()).map_err(|e| (m.span(), e))?;
+    }
+    if let Some(h) = &c.uplink.http {
+        if c.mqtt.is_none() {
+            return Err((
+                0..0,
+                "[uplink.http] is the fallback of [mqtt]: configure [mqtt] too".into(),
+            ));
+        }
+        warnings.extend(uplink::check_http(h).map_err(|e| (0..0, e))?);
+    }
     if c.store.path.starts_with("/tmp") {
         warnings.push(format!(
             "[store] path {} is under /tmp: payments and users are lost at reboot",
@@ -631,7 +649,17 @@ time = "1h"
             err(&text)
         );
         let text = format!("{GOOD}\n[mqtt]\nurl = \"x\"\n");
-        assert!(err(&text).contains("[mqtt] is reserved"), "{}", err(&text));
+        assert!(
+            err(&text).starts_with("c.toml:12:1: [mqtt] url \"x\": write mqtts://"),
+            "{}",
+            err(&text)
+        );
+        let text = format!("{GOOD}\n[radius]\nport = 1812\n");
+        assert!(
+            err(&text).contains("[radius] is reserved"),
+            "{}",
+            err(&text)
+        );
     }
 
     #[test]

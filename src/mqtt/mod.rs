@@ -1,0 +1,311 @@
+//! Cloud sync over MQTT v5 (docs/mqtt.md): the outbox is published in seq order and removed only
+//! once the broker acknowledged it; signed commands are received, stored and answered; a retained
+//! status says whether the site is alive.
+//!
+//! MQTT v5, not 3.1.1, because a v5 broker tells a refused publish apart (PUBACK reason code,
+//! e.g. "not authorized" from an ACL); a 3.1.1 broker acknowledges it as if it were delivered,
+//! and the outbox would drop events the cloud never got.
+
+pub mod remote;
+mod session;
+pub mod status;
+pub mod tracker;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rumqttc::v5::mqttbytes::v5::LastWill;
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::MqttOptions;
+use rumqttc::{TlsConfiguration, Transport};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::ClientConfig;
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::config::{BrokerUrl, Config, MqttConfig, SYSTEM_CA_BUNDLE};
+use crate::engine::Engine;
+use crate::runtime::Daemon;
+use crate::secret::Secret;
+
+/// Backoff resets once a connection stayed up this long.
+const HEALTHY_RESET: Duration = Duration::from_secs(60);
+/// How often events written by another process (the CLI) are looked for.
+const EXTERNAL_CHANGE_CHECK: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone)]
+pub struct Topics {
+    pub events: String,
+    pub commands: String,
+    pub replies: String,
+    pub status: String,
+}
+
+impl Topics {
+    pub fn new(prefix: &str, site: &str) -> Topics {
+        let t = |leaf: &str| format!("{prefix}/{site}/{leaf}");
+        Topics {
+            events: t("events"),
+            commands: t("commands"),
+            replies: t("replies"),
+            status: t("status"),
+        }
+    }
+}
+
+/// `[mqtt]` resolved: files read, TLS built. Made once at start; a bad one stops the daemon.
+#[derive(Clone)]
+pub struct MqttSettings {
+    pub site: String,
+    pub broker: BrokerUrl,
+    pub client_id: String,
+    pub credentials: Option<(String, Secret)>,
+    pub tls: Option<Arc<ClientConfig>>,
+    pub keepalive: Duration,
+    pub connect_timeout: Duration,
+    pub topics: Topics,
+    pub command_key: Option<Secret>,
+    pub command_max_age_ms: i64,
+    pub command_max_bytes: usize,
+    pub heartbeat: Duration,
+    pub batch: usize,
+    pub batch_bytes: usize,
+    pub inflight: u16,
+    pub session_expiry_s: u32,
+}
+
+impl MqttSettings {
+    pub fn from_config(c: &Config) -> Result<Option<MqttSettings>, String> {
+        let Some(m) = c.mqtt.as_ref().map(|m| m.get_ref()) else {
+            return Ok(None);
+        };
+        Self::resolve(m, c.site_id()).map(Some)
+    }
+
+    pub fn resolve(m: &MqttConfig, site: &str) -> Result<MqttSettings, String> {
+        let broker = BrokerUrl::parse(&m.url).map_err(|e| format!("[mqtt] {e}"))?;
+        let password = crate::secret::resolve(
+            "[mqtt] password",
+            m.password.as_ref(),
+            m.password_file.as_deref(),
+        )?
+        .0;
+        let credentials = match (&m.username, password) {
+            (Some(u), p) => Some((u.clone(), p.unwrap_or_else(|| Secret::new("")))),
+            (None, Some(_)) => return Err("[mqtt] a password needs a username".into()),
+            (None, None) => None,
+        };
+        let tls = if broker.tls {
+            let ca = m.ca_file.clone().unwrap_or_else(|| SYSTEM_CA_BUNDLE.into());
+            let client = match (&m.client_certificate_file, &m.client_key_file) {
+                (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
+                _ => None,
+            };
+            Some(tls_config(&ca, client).map_err(|e| format!("[mqtt] {e}"))?)
+        } else {
+            None
+        };
+        let command_key = m
+            .command_key_file
+            .as_deref()
+            .map(crate::secret::read_secret_file)
+            .transpose()
+            .map_err(|e| format!("[mqtt] {e}"))?;
+        let ms = |s: crate::units::Span| Duration::from_millis(s.ms().max(0) as u64);
+        Ok(MqttSettings {
+            site: site.to_string(),
+            client_id: m.client_id.clone().unwrap_or_else(|| site.to_string()),
+            broker,
+            credentials,
+            tls,
+            keepalive: ms(m.keepalive),
+            connect_timeout: ms(m.connect_timeout),
+            topics: Topics::new(&m.topic_prefix, site),
+            command_key,
+            command_max_age_ms: m.command_max_age.ms(),
+            command_max_bytes: m.command_max_bytes.0 as usize,
+            heartbeat: ms(m.heartbeat),
+            batch: m.batch.max(1),
+            batch_bytes: m.batch_bytes.0 as usize,
+            inflight: m.inflight.max(1),
+            session_expiry_s: (m.session_expiry.ms() / 1000).clamp(0, u32::MAX as i64) as u32,
+        })
+    }
+
+    fn options(&self) -> MqttOptions {
+        let mut o = MqttOptions::new(
+            self.client_id.clone(),
+            self.broker.host.clone(),
+            self.broker.port,
+        );
+        o.set_keep_alive(self.keepalive);
+        o.set_connection_timeout(self.connect_timeout.as_secs().max(1));
+        // A persistent session: commands sent while we are offline wait at the broker.
+        o.set_clean_start(false);
+        o.set_session_expiry_interval(Some(self.session_expiry_s));
+        o.set_manual_acks(true);
+        o.set_outgoing_inflight_upper_limit(self.inflight);
+        // Room for a full batch; an oversize command is read and refused with a reply rather
+        // than breaking the connection (and being redelivered forever).
+        o.set_max_packet_size(Some(
+            (self.batch_bytes.max(self.command_max_bytes) as u32 + 64 * 1024).max(1024 * 1024),
+        ));
+        o.set_request_channel_capacity(self.inflight as usize + 64);
+        o.set_last_will(LastWill::new(
+            self.topics.status.clone(),
+            status::offline(&self.site),
+            QoS::AtLeastOnce,
+            true,
+            None,
+        ));
+        if let Some((u, p)) = &self.credentials {
+            o.set_credentials(u.clone(), p.expose().to_string());
+        }
+        if let Some(tls) = &self.tls {
+            o.set_transport(Transport::Tls(TlsConfiguration::Rustls(tls.clone())));
+        }
+        o
+    }
+}
+
+fn tls_config(ca: &Path, client: Option<(&Path, &Path)>) -> Result<Arc<ClientConfig>, String> {
+    let builder = ClientConfig::builder_with_provider(crate::routeros::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .with_root_certificates(crate::routeros::tls::load_roots(ca)?);
+    let config = match client {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let certs = CertificateDer::pem_file_iter(cert)
+                .map_err(|e| format!("client-certificate-file {}: {e}", cert.display()))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("client-certificate-file {}: {e}", cert.display()))?;
+            if certs.is_empty() {
+                return Err(format!(
+                    "client-certificate-file {}: no certificate in it",
+                    cert.display()
+                ));
+            }
+            let key = PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| format!("client-key-file {}: {e}", key.display()))?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| format!("client certificate: {e}"))?
+        }
+    };
+    Ok(Arc::new(config))
+}
+
+/// Whether the cloud link is up, for the HTTPS fallback: `None` while connected, else since
+/// when it has been down.
+pub type LinkDown = watch::Receiver<Option<Instant>>;
+
+/// Backoff after `failures` failed connections in a row: 1 s, doubling, at most 5 minutes.
+pub fn backoff(failures: u32) -> Duration {
+    Duration::from_secs(1u64 << failures.saturating_sub(1).min(9)).min(Duration::from_secs(300))
+}
+
+/// Keeps one MQTT connection up until `stop`: connect, sync, and after any failure wait and
+/// connect again with a fresh session state (everything unacknowledged is sent again).
+pub async fn run(
+    settings: Arc<MqttSettings>,
+    daemon: Daemon,
+    engine: Arc<Engine>,
+    down: watch::Sender<Option<Instant>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let started = Instant::now();
+    let mut failures = 0u32;
+    tracing::info!(
+        broker = %format!("{}:{}", settings.broker.host, settings.broker.port),
+        tls = settings.tls.is_some(),
+        client_id = %settings.client_id,
+        commands = settings.command_key.is_some(),
+        "cloud sync over MQTT"
+    );
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let attempt = Instant::now();
+        let mut s = session::Session::new(&settings, &daemon, &engine, started, &down);
+        let outcome = s.run(&mut stop).await;
+        let up_for = s.connected_at.map(|t| t.elapsed());
+        drop(s);
+        let error = match outcome {
+            Ok(()) => return,
+            Err(e) => e,
+        };
+        if up_for.is_some_and(|t| t >= HEALTHY_RESET) || attempt.elapsed() >= HEALTHY_RESET * 5 {
+            failures = 0;
+        }
+        failures += 1;
+        let wait = backoff(failures);
+        tracing::warn!(error = %error, retry_in_s = wait.as_secs(), "cloud link (MQTT) down");
+        down.send_if_modified(|d| {
+            if d.is_none() {
+                *d = Some(Instant::now());
+                true
+            } else {
+                false
+            }
+        });
+        record_state(&daemon, "down", &error).await;
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// What `status` shows about the cloud link (kept in the database: status runs in another
+/// process). Written on changes only.
+async fn record_state(d: &Daemon, state: &str, error: &str) {
+    let clock = d.clock.clone();
+    let state = state.to_string();
+    let error = (!error.is_empty()).then(|| error.to_string());
+    let _ = d
+        .store
+        .call(move |s| {
+            let now = s.now(clock.as_ref())?;
+            let mut v = s.uplink_state()?;
+            let same = v.get("state").and_then(|x| x.as_str()) == Some(state.as_str())
+                && v.get("error").and_then(|x| x.as_str()) == error.as_deref();
+            if !same {
+                v = json!({
+                    "via": "mqtt",
+                    "state": state,
+                    "since": crate::clock::rfc3339(now.wall_ms),
+                    "error": error,
+                });
+                s.set_uplink_state(&v)?;
+            }
+            Ok::<_, crate::store::StoreError>(())
+        })
+        .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_starts_at_a_second_and_caps_at_five_minutes() {
+        assert_eq!(backoff(1), Duration::from_secs(1));
+        assert_eq!(backoff(2), Duration::from_secs(2));
+        assert_eq!(backoff(9), Duration::from_secs(256));
+        assert_eq!(backoff(10), Duration::from_secs(300));
+        assert_eq!(backoff(100), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn topics_are_under_prefix_and_site() {
+        let t = Topics::new("hotspot", "s1");
+        assert_eq!(t.events, "hotspot/s1/events");
+        assert_eq!(t.commands, "hotspot/s1/commands");
+        assert_eq!(t.replies, "hotspot/s1/replies");
+        assert_eq!(t.status, "hotspot/s1/status");
+    }
+}

@@ -1,0 +1,63 @@
+//! The heartbeat: what the cloud sees of a site on `{prefix}/{site}/status` (retained), and the
+//! answer to `status.get`. Built from the store's `status` plus what only the daemon knows: its
+//! uptime, memory, the router link.
+
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use crate::runtime::Daemon;
+use crate::store::StoreError;
+
+/// Resident memory of this process, from /proc (Linux and OpenWrt).
+pub fn rss_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = text.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// `{"state": "online", ...}`: the store's status plus daemon facts.
+pub async fn heartbeat(d: &Daemon, site: &str, started: Instant) -> Result<Value, String> {
+    let clock = d.clock.clone();
+    let site_owned = site.to_string();
+    let mut v = d
+        .store
+        .call(move |s| -> Result<Value, StoreError> {
+            let now = s.now(clock.as_ref())?;
+            s.status(&site_owned, &now)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let router = match &d.link {
+        Some(link) => {
+            let st = link.status().await;
+            json!({
+                "configured": true,
+                "reachable": st.reachable,
+                "health": st.health,
+                "last-error": st.last_error,
+                "reconnects": st.reconnects,
+            })
+        }
+        None => json!({"configured": false, "reachable": Value::Null}),
+    };
+    v["state"] = json!("online");
+    v["uptime-s"] = json!(started.elapsed().as_secs());
+    v["rss-bytes"] = json!(rss_bytes());
+    v["router"] = router;
+    // The per-type breakdown is for the CLI; the heartbeat stays small.
+    if let Some(o) = v.get_mut("outbox").and_then(Value::as_object_mut) {
+        o.remove("by-type");
+    }
+    if let Some(o) = v.as_object_mut() {
+        o.remove("uplink");
+    }
+    Ok(v)
+}
+
+/// The last will: what the broker publishes for us when we vanish.
+pub fn offline(site: &str) -> String {
+    json!({"site": site, "state": "offline"}).to_string()
+}

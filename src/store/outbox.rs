@@ -1,0 +1,186 @@
+//! The outbox seen from the uplinks: read the oldest events in their wire form, remove what the
+//! cloud acknowledged, and keep the table within its size limit (docs/mqtt.md, "Outbox size").
+
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use serde_json::{json, Value};
+
+use super::{Store, StoreError};
+use crate::clock::{rfc3339, Now};
+
+/// One event, ready to publish: the JSON envelope of docs/events.md.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxEvent {
+    pub seq: i64,
+    pub json: String,
+}
+
+/// What [`Store::outbox_trim`] dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trimmed {
+    pub dropped: i64,
+    pub first_seq: i64,
+    pub last_seq: i64,
+}
+
+/// The envelope, written by hand: the payload is stored as JSON text and goes out as it is,
+/// with no parse and re-serialise per event.
+pub fn envelope(
+    site: &str,
+    seq: i64,
+    event_id: &str,
+    ty: &str,
+    occurred_at: i64,
+    trusted: bool,
+    payload: &str,
+) -> String {
+    let q = |s: &str| Value::String(s.to_string()).to_string();
+    format!(
+        "{{\"id\":{},\"site\":{},\"seq\":{seq},\"type\":{},\"occurred-at\":\"{}\",\"time-trusted\":{trusted},\"payload\":{payload}}}",
+        q(event_id),
+        q(site),
+        q(ty),
+        rfc3339(occurred_at)
+    )
+}
+
+impl Store {
+    /// Up to `limit` events after `after_seq` (all with -1), oldest first, in their wire form.
+    pub fn outbox_after(
+        &self,
+        site: &str,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<OutboxEvent>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, event_id, type, payload, occurred_at, time_trusted FROM outbox
+             WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![after_seq, limit], |r| {
+            let seq: i64 = r.get(0)?;
+            let id: String = r.get(1)?;
+            let ty: String = r.get(2)?;
+            let payload: String = r.get(3)?;
+            Ok(OutboxEvent {
+                seq,
+                json: envelope(site, seq, &id, &ty, r.get(4)?, r.get(5)?, &payload),
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Removes acknowledged events (inclusive seq ranges) in one transaction.
+    pub fn outbox_remove(&mut self, ranges: &[(i64, i64)]) -> Result<usize, StoreError> {
+        if ranges.is_empty() {
+            return Ok(0);
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut n = 0;
+        {
+            let mut stmt = tx.prepare_cached("DELETE FROM outbox WHERE seq BETWEEN ?1 AND ?2")?;
+            for (lo, hi) in ranges {
+                n += stmt.execute(params![lo, hi])?;
+            }
+        }
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// Keeps the outbox within `max_events`: when it holds more, the oldest telemetry events are
+    /// dropped down to 90 % of the limit, and an `outbox.dropped` event says which. Money events
+    /// (payments, grants, vouchers) are never dropped, even if they alone exceed the limit.
+    pub fn outbox_trim(
+        &mut self,
+        max_events: u64,
+        now: &Now,
+    ) -> Result<Option<Trimmed>, StoreError> {
+        let depth: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))?;
+        if depth as u64 <= max_events {
+            return Ok(None);
+        }
+        let excess = depth - (max_events * 9 / 10) as i64;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (dropped, first, last): (i64, Option<i64>, Option<i64>) = tx.query_row(
+            "SELECT count(*), min(seq), max(seq) FROM
+               (SELECT seq FROM outbox WHERE money = 0 ORDER BY seq LIMIT ?1)",
+            params![excess],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        let (Some(first), Some(last)) = (first, last) else {
+            return Ok(None);
+        };
+        tx.execute(
+            "DELETE FROM outbox WHERE seq IN
+               (SELECT seq FROM outbox WHERE money = 0 ORDER BY seq LIMIT ?1)",
+            params![excess],
+        )?;
+        let event = crate::engine::Event::OutboxDropped {
+            count: dropped as u64,
+            first_seq: first,
+            last_seq: last,
+        };
+        let outcome = crate::engine::Outcome {
+            result: Value::Null,
+            events: vec![event],
+            jobs: vec![],
+        };
+        super::write_events(&tx, &self.instance, &outcome, now)?;
+        tx.commit()?;
+        Ok(Some(Trimmed {
+            dropped,
+            first_seq: first,
+            last_seq: last,
+        }))
+    }
+
+    /// Depth and age of the outbox, cheaply (for the heartbeat).
+    pub fn outbox_depth(&self, now: &Now) -> Result<Value, StoreError> {
+        let (depth, money, oldest_at): (i64, i64, Option<i64>) = self.conn.query_row(
+            "SELECT count(*), coalesce(sum(money), 0), min(occurred_at) FROM outbox",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        Ok(json!({
+            "depth": depth,
+            "money-events": money,
+            "oldest-age-ms": oldest_at.map(|t| (now.wall_ms - t).max(0)),
+        }))
+    }
+
+    /// The uplink's state, kept in `meta` so `status` in another process can show it. Written
+    /// only when it changes (a flash write each time).
+    pub fn set_uplink_state(&mut self, state: &Value) -> Result<(), StoreError> {
+        let text = state.to_string();
+        let old: Option<String> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'uplink'", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        if old.as_deref() != Some(text.as_str()) {
+            self.conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('uplink', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![text],
+            )?;
+        }
+        Ok(())
+    }
+
+    pub fn uplink_state(&self) -> Result<Value, StoreError> {
+        let text: Option<String> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'uplink'", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        Ok(text
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(Value::Null))
+    }
+}

@@ -1,0 +1,772 @@
+//! Cloud sync against a real mosquitto: the daemon in-process (or as a process, for SIGKILL),
+//! the real store on a temp file, a test subscriber on the broker.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::mosquitto::{Broker, BrokerOptions, Watcher};
+use hotspot_edge::clock::{Clock, SystemClock};
+use hotspot_edge::config;
+use hotspot_edge::engine::command::*;
+use hotspot_edge::engine::{Command, OsEntropy};
+use hotspot_edge::mqtt::remote;
+use hotspot_edge::routeros::sim::{Model, Simulator};
+use hotspot_edge::runtime::{run_with, Daemon};
+use serde_json::{json, Value};
+
+const KEY: &str = "test-command-key-0123456789";
+const SITE: &str = "s1";
+
+const PLANS: &str = r#"
+[[plans]]
+id = "hour"
+name = "1 hour"
+price = 1000
+currency = "KES"
+time = "1h"
+"#;
+
+struct Rig {
+    daemon: Daemon,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+    dir: tempfile::TempDir,
+    sim: Option<Simulator>,
+}
+
+fn topic(leaf: &str) -> String {
+    format!("hotspot/{SITE}/{leaf}")
+}
+
+/// The daemon with `[mqtt]` pointing at `url`; `extra` is appended to the `[mqtt]` section.
+async fn rig(url: &str, extra: &str, router: bool) -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("command.key"), format!("{KEY}\n")).unwrap();
+    let sim = if router {
+        let mut model = Model::default();
+        model.add_api_user("edge", "router-secret-1", "hotspot-edge");
+        std::fs::write(dir.path().join("router.pass"), "router-secret-1\n").unwrap();
+        Some(Simulator::start("127.0.0.1:0", model).await.unwrap())
+    } else {
+        None
+    };
+    let router_section = match &sim {
+        Some(sim) => format!(
+            "[router]\nkind = \"routeros\"\naddress = \"{}\"\nusername = \"edge\"\npassword-file = \"{}\"\nhotspot-server = \"hotspot1\"\nallow-plaintext = true\ncommand-timeout = \"1s\"\nconnect-timeout = \"1s\"\nprobe-interval = \"1s\"\n",
+            sim.addr,
+            dir.path().join("router.pass").display()
+        ),
+        None => String::new(),
+    };
+    let text = format!(
+        "[site]\nid = \"{SITE}\"\n[store]\npath = \"{}\"\n[log]\nlevel = \"warn\"\n{router_section}[mqtt]\nurl = \"{url}\"\ncommand-key-file = \"{}\"\nheartbeat = \"1s\"\nkeepalive = \"5s\"\n{extra}\n{PLANS}",
+        dir.path().join("h.db").display(),
+        dir.path().join("command.key").display(),
+    );
+    let config = config::parse(&text, "rig.toml")
+        .unwrap_or_else(|e| panic!("{e}\n{text}"))
+        .config;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        run_with(
+            config,
+            Arc::new(SystemClock) as Arc<dyn Clock>,
+            async {
+                let _ = stopped.await;
+            },
+            move |d| {
+                let _ = tx.send(d);
+            },
+        )
+        .await
+        .unwrap();
+    });
+    let daemon = rx.await.unwrap();
+    Rig {
+        daemon,
+        stop: Some(stop),
+        task,
+        dir,
+        sim,
+    }
+}
+
+impl Rig {
+    async fn apply(&self, cmd: Command) -> Result<Value, String> {
+        let clock = self.daemon.clock.clone();
+        let engine = Arc::new(hotspot_edge::engine::Engine::new(Default::default()));
+        let r = self
+            .daemon
+            .store
+            .call(move |s| s.apply(&engine, clock.as_ref(), &mut OsEntropy, "test", None, &cmd))
+            .await
+            .unwrap()
+            .map(|a| a.result)
+            .map_err(|e| e.to_string());
+        self.daemon.wake();
+        r
+    }
+
+    async fn pay(&self, reference: &str) -> Value {
+        self.apply(Command::PaymentConfirmed(PaymentArgs {
+            provider: "mpesa".into(),
+            reference: reference.into(),
+            phone: Some("254700000001".into()),
+            amount: None,
+            plan: "hour".into(),
+            mac: None,
+            ip: None,
+        }))
+        .await
+        .unwrap()
+    }
+
+    async fn pay_many(&self, n: usize) {
+        let clock = self.daemon.clock.clone();
+        let engine = Arc::new(hotspot_edge::engine::Engine::new(Default::default()));
+        self.daemon
+            .store
+            .call(move |s| {
+                let cmds: Vec<Command> = (0..n)
+                    .map(|i| {
+                        Command::PaymentConfirmed(PaymentArgs {
+                            provider: "mpesa".into(),
+                            reference: format!("M{i}"),
+                            phone: None,
+                            amount: None,
+                            plan: "hour".into(),
+                            mac: None,
+                            ip: None,
+                        })
+                    })
+                    .collect();
+                let refs: Vec<(Option<&str>, &Command)> = cmds.iter().map(|c| (None, c)).collect();
+                s.apply_many(&engine, clock.as_ref(), &mut OsEntropy, "test", &refs)
+                    .unwrap();
+            })
+            .await
+            .unwrap();
+    }
+
+    async fn status(&self) -> Value {
+        let clock = self.daemon.clock.clone();
+        self.daemon
+            .store
+            .call(move |s| {
+                let now = s.now(clock.as_ref()).unwrap();
+                s.status(SITE, &now).unwrap()
+            })
+            .await
+            .unwrap()
+    }
+
+    async fn depth(&self) -> i64 {
+        self.status().await["outbox"]["depth"].as_i64().unwrap()
+    }
+
+    async fn last_seq(&self) -> i64 {
+        self.status().await["outbox"]["last-seq"].as_i64().unwrap()
+    }
+
+    /// What a command may change, for "state unchanged" checks.
+    async fn snapshot(&self) -> Value {
+        let mut s = self.status().await;
+        for k in ["clock", "uplink", "database", "next-deadline"] {
+            s.as_object_mut().unwrap().remove(k);
+        }
+        // Publishing drains the outbox meanwhile: only new events would be a change.
+        s["outbox"] = s["outbox"]["last-seq"].clone();
+        s
+    }
+
+    async fn stop(self) {
+        let Rig {
+            daemon,
+            stop,
+            task,
+            dir,
+            sim,
+        } = self;
+        drop(daemon);
+        let _ = stop.unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(15), task)
+            .await
+            .unwrap()
+            .unwrap();
+        drop((dir, sim));
+    }
+}
+
+/// Waits (real time) until `f` holds, or fails with `what`.
+async fn until<F, Fut>(what: &str, secs: u64, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = Instant::now() + Duration::from_secs(secs);
+    while !f().await {
+        assert!(Instant::now() < end, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Events received, flattened (a message may be one event or a batch), in arrival order.
+fn events(w: &Watcher) -> Vec<Value> {
+    let mut out = Vec::new();
+    for p in w.on(&topic("events")) {
+        match serde_json::from_str::<Value>(&p).unwrap() {
+            Value::Array(a) => out.extend(a),
+            v => out.push(v),
+        }
+    }
+    out
+}
+
+/// Every seq from 1 to `last` exactly once after dropping duplicates (same id, same content),
+/// and first arrivals in seq order.
+fn assert_complete_and_ordered(evs: &[Value], last: i64) {
+    let mut first: BTreeMap<i64, &Value> = BTreeMap::new();
+    let mut order = Vec::new();
+    for e in evs {
+        let seq = e["seq"].as_i64().unwrap();
+        match first.get(&seq) {
+            Some(prev) => assert_eq!(*prev, e, "a resent event differs from the first copy"),
+            None => {
+                first.insert(seq, e);
+                order.push(seq);
+            }
+        }
+    }
+    let missing: Vec<i64> = (1..=last).filter(|s| !first.contains_key(s)).collect();
+    assert!(missing.is_empty(), "missing seqs: {missing:?}");
+    assert_eq!(first.len() as i64, last, "unexpected seqs beyond {last}");
+    let mut sorted = order.clone();
+    sorted.sort();
+    assert_eq!(order, sorted, "events first arrived out of seq order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_arrive_in_seq_order_exactly_as_documented() {
+    let broker = Broker::start(BrokerOptions::default());
+    let w = Watcher::start(broker.port, "cloud", &[&format!("hotspot/{SITE}/#")]).await;
+    let r = rig(&format!("mqtt://127.0.0.1:{}", broker.port), "", false).await;
+    let paid = r.pay("QK1").await;
+    r.pay("QK2").await;
+    let last = r.last_seq().await;
+    assert!(last >= 6, "two payments make at least 6 events, got {last}");
+    until("all events published and acknowledged", 10, || async {
+        r.depth().await == 0 && events(&w).len() as i64 >= last
+    })
+    .await;
+    let evs = events(&w);
+    assert_complete_and_ordered(&evs, last);
+    let instance = r.status().await["database"]["instance"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for e in &evs {
+        let keys: Vec<&str> = e.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "id",
+                "occurred-at",
+                "payload",
+                "seq",
+                "site",
+                "time-trusted",
+                "type"
+            ],
+            "{e}"
+        );
+        assert_eq!(e["id"], json!(format!("{instance}-{}", e["seq"])));
+        assert_eq!(e["site"], json!(SITE));
+        assert!(hotspot_edge::clock::parse_rfc3339(e["occurred-at"].as_str().unwrap()).is_some());
+    }
+    let payment = evs
+        .iter()
+        .find(|e| e["type"] == "payment.recorded")
+        .unwrap();
+    assert_eq!(
+        payment["payload"],
+        json!({"payment": 1, "provider": "mpesa", "reference": "QK1", "phone": "254700000001",
+               "amount": 1000, "currency": "KES", "plan": "hour", "user": paid["user"], "grant": 1})
+    );
+    // The retained status: online, with the heartbeat's fields.
+    until("a heartbeat", 5, || async {
+        !w.on(&topic("status")).is_empty()
+    })
+    .await;
+    let st: Value = serde_json::from_str(w.on(&topic("status")).last().unwrap()).unwrap();
+    assert_eq!(st["state"], "online");
+    for k in [
+        "version",
+        "uptime-s",
+        "router",
+        "active-sessions",
+        "users",
+        "outbox",
+        "clock",
+        "database",
+        "rss-bytes",
+    ] {
+        assert!(!st[k].is_null(), "heartbeat lacks {k}: {st}");
+    }
+    assert!(st["outbox"]["depth"].is_i64());
+    assert_eq!(r.status().await["uplink"]["state"], "up");
+    r.stop().await;
+    // A clean stop says offline itself (retained).
+    until("offline status after stop", 5, || async {
+        w.on(&topic("status"))
+            .last()
+            .is_some_and(|s| s.contains("\"offline\""))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batching_puts_several_events_in_one_message() {
+    let broker = Broker::start(BrokerOptions::default());
+    let w = Watcher::start(broker.port, "cloud", &[&topic("events")]).await;
+    let r = rig(
+        &format!("mqtt://127.0.0.1:{}", broker.port),
+        "batch = 10",
+        false,
+    )
+    .await;
+    // 20 payments in one transaction: 80 events appear at once and go out in batches.
+    r.pay_many(20).await;
+    let last = r.last_seq().await;
+    until("all events", 10, || async {
+        r.depth().await == 0 && events(&w).len() as i64 >= last
+    })
+    .await;
+    let msgs = w.on(&topic("events"));
+    assert!(
+        msgs.iter().any(|m| m.starts_with('[')),
+        "no batch among {} messages",
+        msgs.len()
+    );
+    assert!(
+        msgs.len() < last as usize,
+        "{} messages for {last} events",
+        msgs.len()
+    );
+    for m in &msgs {
+        let v: Value = serde_json::from_str(m).unwrap();
+        let a = v
+            .as_array()
+            .expect("with batch > 1 every message is an array");
+        assert!(!a.is_empty() && a.len() <= 10, "batch of {}", a.len());
+    }
+    assert_complete_and_ordered(&events(&w), last);
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_down_during_a_stream_loses_nothing() {
+    let mut broker = Broker::start(BrokerOptions::default());
+    let w = Watcher::start(broker.port, "cloud", &[&topic("events")]).await;
+    let r = Arc::new(rig(&format!("mqtt://127.0.0.1:{}", broker.port), "", false).await);
+    let writer = {
+        let r = r.clone();
+        tokio::spawn(async move {
+            for i in 0..150 {
+                r.pay(&format!("S{i}")).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    broker.stop();
+    // The stream goes on while the broker is away; the daemon keeps running.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        r.depth().await > 0,
+        "events wait in the outbox while the broker is down"
+    );
+    assert_eq!(r.status().await["uplink"]["state"], "down");
+    broker.restart();
+    writer.await.unwrap();
+    let last = r.last_seq().await;
+    until(
+        "the backlog drained after the broker came back",
+        30,
+        || async {
+            r.depth().await == 0 && {
+                let evs = events(&w);
+                let seqs: std::collections::BTreeSet<i64> =
+                    evs.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+                seqs.len() as i64 >= last
+            }
+        },
+    )
+    .await;
+    assert_complete_and_ordered(&events(&w), last);
+    Arc::try_unwrap(r).ok().unwrap().stop().await;
+}
+
+fn bin(name: &str) -> &'static str {
+    match name {
+        "hotspot-edge" => env!("CARGO_BIN_EXE_hotspot-edge"),
+        _ => unreachable!(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_a_drain_loses_nothing() {
+    let broker = Broker::start(BrokerOptions::default());
+    let w = Watcher::start(broker.port, "cloud", &[&topic("events")]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.db");
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(dir.path().join("command.key"), format!("{KEY}\n")).unwrap();
+    // A slow drain: a small window, so the kill lands mid-way.
+    std::fs::write(
+        &cfg,
+        format!(
+            "[site]\nid = \"{SITE}\"\n[store]\npath = \"{}\"\n[log]\nlevel = \"warn\"\n[mqtt]\nurl = \"mqtt://127.0.0.1:{}\"\ninflight = 5\n{PLANS}",
+            db.display(),
+            broker.port
+        ),
+    )
+    .unwrap();
+    // A backlog written while no daemon runs: 3000 payments, 12000 events.
+    {
+        let loaded = config::load(&cfg).unwrap();
+        let mut store = hotspot_edge::app::open_store(&loaded.config, &SystemClock, false).unwrap();
+        let engine = hotspot_edge::app::engine(&loaded.config);
+        for chunk in 0..30 {
+            let cmds: Vec<Command> = (0..100)
+                .map(|i| {
+                    Command::PaymentConfirmed(PaymentArgs {
+                        provider: "mpesa".into(),
+                        reference: format!("K{chunk}-{i}"),
+                        phone: None,
+                        amount: None,
+                        plan: "hour".into(),
+                        mac: None,
+                        ip: None,
+                    })
+                })
+                .collect();
+            let refs: Vec<(Option<&str>, &Command)> = cmds.iter().map(|c| (None, c)).collect();
+            store
+                .apply_many(&engine, &SystemClock, &mut OsEntropy, "test", &refs)
+                .unwrap();
+        }
+        store.close().unwrap();
+    }
+    let last: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT max(seq) FROM outbox", [], |r| r.get(0))
+        .unwrap();
+    let start = || {
+        std::process::Command::new(bin("hotspot-edge"))
+            .args(["run", "-c"])
+            .arg(&cfg)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut child = start();
+    until("part of the backlog arrived", 30, || async {
+        events(&w).len() > 1000
+    })
+    .await;
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let depth: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))
+        .unwrap();
+    assert!(
+        depth > 0,
+        "the drain finished before the kill: make the backlog bigger"
+    );
+    let mut child = start();
+    until("the rest of the backlog arrived", 60, || async {
+        let seqs: std::collections::BTreeSet<i64> = events(&w)
+            .iter()
+            .map(|e| e["seq"].as_i64().unwrap())
+            .collect();
+        seqs.len() as i64 >= last
+    })
+    .await;
+    let _ = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    child.wait().unwrap();
+    assert_complete_and_ordered(&events(&w), last);
+    let depth: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(depth, 0, "acknowledged events leave the outbox");
+}
+
+fn signed(ty: &str, args: Value, id: &str) -> String {
+    let body = json!({"id": id, "site": SITE, "issued-at": hotspot_edge::clock::rfc3339(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64),
+        "type": ty, "args": args})
+    .to_string();
+    remote::envelope(KEY.as_bytes(), &body)
+}
+
+fn replies(w: &Watcher) -> Vec<Value> {
+    w.on(&topic("replies"))
+        .iter()
+        .map(|p| serde_json::from_str(p).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_are_applied_once_and_bad_ones_change_nothing() {
+    let broker = Broker::start(BrokerOptions::default());
+    let w = Watcher::start(broker.port, "cloud", &[&topic("replies")]).await;
+    let r = rig(&format!("mqtt://127.0.0.1:{}", broker.port), "", false).await;
+    until("the daemon subscribed", 10, || async {
+        r.status().await["uplink"]["state"] == "up"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pay = signed(
+        "payment.confirmed",
+        json!({"provider": "mpesa", "reference": "RC1", "phone": "254700000009", "plan": "hour"}),
+        "cmd-pay-1",
+    );
+    // Delivered six times (the broker's redelivery, a cloud retry): applied once.
+    for _ in 0..6 {
+        w.publish(&topic("commands"), pay.clone()).await;
+    }
+    until("six replies", 10, || async { replies(&w).len() >= 6 }).await;
+    let rs = replies(&w);
+    assert_eq!(rs[0]["id"], "cmd-pay-1");
+    assert_eq!(rs[0]["ok"], true, "{}", rs[0]);
+    let user = rs[0]["result"]["user"].as_str().unwrap().to_string();
+    for x in &rs[1..6] {
+        assert_eq!(x, &rs[0], "a repeat gets the stored reply");
+    }
+    let st = r.status().await;
+    assert_eq!(st["payments"], 1);
+    assert_eq!(st["users"]["active"], 1);
+
+    // Bad commands: each gets an error reply and nothing changes.
+    let before = r.snapshot().await;
+    let body = json!({"id": "c-x", "site": SITE, "issued-at": "2026-11-21T10:00:00Z",
+                      "type": "user.suspend", "args": {"user": user}})
+    .to_string();
+    let good_sig = remote::sign(KEY.as_bytes(), &body);
+    let mut wrong_sig = good_sig.clone();
+    wrong_sig.replace_range(
+        0..2,
+        if good_sig.starts_with("00") {
+            "11"
+        } else {
+            "00"
+        },
+    );
+    let cases: Vec<(String, &str)> = vec![
+        (
+            json!({"body": body, "sig": wrong_sig}).to_string(),
+            "bad-signature",
+        ),
+        (
+            remote::envelope(b"some-other-site-key-123", &body),
+            "bad-signature",
+        ),
+        (
+            signed("user.suspend", json!({"user": user}), "c-1").replace(SITE, "s2"),
+            "bad-signature",
+        ),
+        (
+            {
+                let b = json!({"id": "c-2", "site": "s2", "issued-at": "2026-11-21T10:00:00Z",
+                               "type": "user.suspend", "args": {"user": user}})
+                .to_string();
+                remote::envelope(KEY.as_bytes(), &b)
+            },
+            "wrong-site",
+        ),
+        ("{\"body\": ".to_string(), "bad-json"),
+        ("plain text".to_string(), "bad-json"),
+        (
+            signed("user.delete", json!({"user": user}), "c-3"),
+            "unknown-type",
+        ),
+        (
+            signed("user.suspend", json!({"username": user}), "c-4"),
+            "bad-args",
+        ),
+        (
+            signed("payment.confirmed", json!({"provider": "mpesa"}), "c-5"),
+            "bad-args",
+        ),
+        (
+            signed(
+                "user.suspend",
+                json!({"user": user, "reason": "x".repeat(70_000)}),
+                "c-6",
+            ),
+            "too-large",
+        ),
+        (
+            {
+                let b = json!({"id": "c-7", "site": SITE, "issued-at": "2020-01-01T00:00:00Z",
+                               "type": "user.suspend", "args": {"user": user}})
+                .to_string();
+                remote::envelope(KEY.as_bytes(), &b)
+            },
+            "too-old",
+        ),
+        (
+            signed("user.suspend", json!({"user": "nobody"}), "c-8"),
+            "not-found",
+        ),
+    ];
+    let n0 = replies(&w).len();
+    for (payload, _) in &cases {
+        w.publish(&topic("commands"), payload.clone()).await;
+    }
+    until("a reply to each bad command", 10, || async {
+        replies(&w).len() >= n0 + cases.len()
+    })
+    .await;
+    let rs = replies(&w);
+    for (i, (_, code)) in cases.iter().enumerate() {
+        let x = &rs[n0 + i];
+        assert_eq!(x["ok"], false, "case {i}: {x}");
+        assert_eq!(x["error"]["code"], *code, "case {i}: {x}");
+        assert!(
+            !x["error"]["message"].as_str().unwrap().is_empty(),
+            "case {i}"
+        );
+    }
+    assert_eq!(
+        rs[n0 + 3]["id"],
+        "c-2",
+        "the id is echoed once the body is read"
+    );
+    assert_eq!(r.snapshot().await, before, "bad commands changed state");
+
+    // The queries.
+    w.publish(&topic("commands"), signed("status.get", json!({}), "q-1"))
+        .await;
+    w.publish(
+        &topic("commands"),
+        signed("sessions.list", json!({"all": true}), "q-2"),
+    )
+    .await;
+    w.publish(
+        &topic("commands"),
+        signed(
+            "user.suspend",
+            json!({"user": user, "reason": "fraud"}),
+            "c-9",
+        ),
+    )
+    .await;
+    until("three more replies", 10, || async {
+        replies(&w).len() >= n0 + cases.len() + 3
+    })
+    .await;
+    let rs = replies(&w);
+    let k = n0 + cases.len();
+    assert_eq!(rs[k]["result"]["payments"], 1);
+    assert_eq!(rs[k]["result"]["state"], "online");
+    assert_eq!(rs[k + 1]["ok"], true);
+    assert!(rs[k + 1]["result"].is_array(), "{}", rs[k + 1]);
+    assert_eq!(rs[k + 2]["result"]["state"], "suspended", "{}", rs[k + 2]);
+    assert_eq!(r.status().await["users"]["suspended"], 1);
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_refuses_our_publishes_is_reported_and_nothing_is_lost() {
+    let mut broker_dir_acl = String::new();
+    let acl_dir = tempfile::tempdir().unwrap();
+    let acl = acl_dir.path().join("acl");
+    // The site may read its commands but not publish anything.
+    std::fs::write(
+        &acl,
+        format!(
+            "user cloud\ntopic readwrite #\n\nuser {SITE}\ntopic read hotspot/{SITE}/commands\n"
+        ),
+    )
+    .unwrap();
+    broker_dir_acl.push_str(&format!(
+        "allow_anonymous true\nacl_file {}\n",
+        acl.display()
+    ));
+    let broker = Broker::start(BrokerOptions {
+        global_extra: broker_dir_acl,
+        ..Default::default()
+    });
+    let r = rig(
+        &format!("mqtt://127.0.0.1:{}", broker.port),
+        &format!("username = \"{SITE}\""),
+        false,
+    )
+    .await;
+    r.pay("ACL1").await;
+    until("the refusal is reported", 10, || async {
+        r.status().await["uplink"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("refused") && e.contains("NotAuthorized"))
+    })
+    .await;
+    // Still running, nothing dropped.
+    let last = r.last_seq().await;
+    assert!(last >= 4);
+    assert_eq!(r.depth().await, last, "refused events stay in the outbox");
+    r.pay("ACL2").await;
+    assert!(r.last_seq().await > last, "the daemon keeps working");
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_payment_with_a_mac_logs_the_device_in_on_the_router() {
+    let broker = Broker::start(BrokerOptions::default());
+    let w = Watcher::start(broker.port, "cloud", &[&topic("replies")]).await;
+    let r = rig(&format!("mqtt://127.0.0.1:{}", broker.port), "", true).await;
+    let sim = r.sim.as_ref().unwrap();
+    until("the daemon is connected", 10, || async {
+        r.status().await["uplink"]["state"] == "up"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    w.publish(
+        &topic("commands"),
+        signed(
+            "payment.confirmed",
+            json!({"provider": "mpesa", "reference": "MAC1", "phone": "254700000042",
+                   "amount": 1000, "plan": "hour", "mac": "AA:BB:CC:00:00:42", "ip": "10.5.50.42"}),
+            "cmd-mac-1",
+        ),
+    )
+    .await;
+    until("a reply", 10, || async { !replies(&w).is_empty() }).await;
+    let reply = &replies(&w)[0];
+    assert_eq!(reply["ok"], true, "{reply}");
+    let user = reply["result"]["user"].as_str().unwrap().to_string();
+    until(
+        "the user exists on the router and the device is logged in",
+        10,
+        || async {
+            let m = sim.model();
+            m.users.by("name", &user).is_some()
+                && m.active.rows.iter().any(|a| {
+                    a.get("user") == Some(user.as_str())
+                        && a.get("mac-address") == Some("AA:BB:CC:00:00:42")
+                })
+        },
+    )
+    .await;
+    r.stop().await;
+}
