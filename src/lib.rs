@@ -19,5 +19,7 @@ pub mod runtime;
 pub mod secret;
 pub mod store;
 pub mod units;
+#[cfg(feature = "http-uplink")]
+pub mod uplink_http;
 
 pub use runtime::run;

@@ -155,7 +155,26 @@ pub async fn run_with(
             stop_rx.clone(),
         )));
     }
-    let _ = down_rx;
+    if let Some(h) = &config.uplink.http {
+        #[cfg(feature = "http-uplink")]
+        {
+            let s = crate::uplink_http::HttpSettings::resolve(h, config.site_id())
+                .map_err(RunError::Config)?;
+            tasks.push(tokio::spawn(crate::uplink_http::run(
+                Arc::new(s),
+                daemon.clone(),
+                down_rx,
+                stop_rx.clone(),
+            )));
+        }
+        #[cfg(not(feature = "http-uplink"))]
+        {
+            let _ = (h, down_rx);
+            return Err(RunError::Config(
+                "[uplink.http]: this build has no HTTPS uplink (cargo feature http-uplink)".into(),
+            ));
+        }
+    }
     tasks.push(tokio::spawn(outbox_keeper(
         daemon.clone(),
         config.store.outbox_max_events,

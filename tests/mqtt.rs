@@ -770,3 +770,195 @@ async fn a_remote_payment_with_a_mac_logs_the_device_in_on_the_router() {
     .await;
     r.stop().await;
 }
+
+/// Files of a test PKI: a CA, the broker's certificate for "localhost", a client certificate.
+fn write_pki(dir: &std::path::Path) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(vec![]).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let server_key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&server_key, &ca, &ca_key)
+        .unwrap();
+    let client_key = KeyPair::generate().unwrap();
+    let mut client_params = CertificateParams::new(vec![]).unwrap();
+    client_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, SITE);
+    let client = client_params.signed_by(&client_key, &ca, &ca_key).unwrap();
+    for (name, text) in [
+        ("ca.pem", ca.pem()),
+        ("server.pem", server.pem()),
+        ("server.key", server_key.serialize_pem()),
+        ("client.pem", client.pem()),
+        ("client.key", client_key.serialize_pem()),
+    ] {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_test_ca_and_a_client_certificate() {
+    let pki = tempfile::tempdir().unwrap();
+    write_pki(pki.path());
+    let p = |f: &str| pki.path().join(f).display().to_string();
+    let broker = Broker::start(BrokerOptions {
+        listener_extra: format!(
+            "cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\nuse_identity_as_username true\n",
+            p("ca.pem"),
+            p("server.pem"),
+            p("server.key")
+        ),
+        plain_listener: true,
+        ..Default::default()
+    });
+    let w = Watcher::start(broker.plain_port, "cloud", &[&topic("events")]).await;
+    let r = rig(
+        &format!("mqtts://localhost:{}", broker.port),
+        &format!(
+            "ca-file = \"{}\"\nclient-certificate-file = \"{}\"\nclient-key-file = \"{}\"",
+            p("ca.pem"),
+            p("client.pem"),
+            p("client.key")
+        ),
+        false,
+    )
+    .await;
+    r.pay("TLS1").await;
+    let last = r.last_seq().await;
+    until("events over TLS", 10, || async {
+        r.depth().await == 0 && events(&w).len() as i64 >= last
+    })
+    .await;
+    assert_complete_and_ordered(&events(&w), last);
+    r.stop().await;
+
+    // A broker certificate from another CA is refused, and said so.
+    let other = tempfile::tempdir().unwrap();
+    write_pki(other.path());
+    let r = rig(
+        &format!("mqtts://localhost:{}", broker.port),
+        &format!(
+            "ca-file = \"{}\"\nclient-certificate-file = \"{}\"\nclient-key-file = \"{}\"",
+            other.path().join("ca.pem").display(),
+            p("client.pem"),
+            p("client.key")
+        ),
+        false,
+    )
+    .await;
+    r.pay("TLS2").await;
+    until("the untrusted broker is reported", 10, || async {
+        r.status().await["uplink"]["error"]
+            .as_str()
+            .is_some_and(|e| e.to_lowercase().contains("certificate"))
+    })
+    .await;
+    assert!(
+        r.depth().await > 0,
+        "nothing was sent to an untrusted broker"
+    );
+    r.stop().await;
+}
+
+#[cfg(feature = "http-uplink")]
+/// A minimal HTTP/1.1 server for the fallback test: records (authorization, body) of each POST
+/// and answers with the next status from `statuses` (then 200).
+async fn http_sink(statuses: Vec<u16>) -> (u16, Arc<std::sync::Mutex<Vec<(String, String, u16)>>>) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let g = got.clone();
+    let statuses = Arc::new(std::sync::Mutex::new(statuses.into_iter()));
+    tokio::spawn(async move {
+        loop {
+            let (sock, _) = listener.accept().await.unwrap();
+            let (g, statuses) = (g.clone(), statuses.clone());
+            tokio::spawn(async move {
+                let mut r = BufReader::new(sock);
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let (mut len, mut auth) = (0usize, String::new());
+                    loop {
+                        let mut h = String::new();
+                        r.read_line(&mut h).await.unwrap();
+                        let h = h.trim_end();
+                        if h.is_empty() {
+                            break;
+                        }
+                        let (k, v) = h.split_once(':').unwrap();
+                        match k.to_ascii_lowercase().as_str() {
+                            "content-length" => len = v.trim().parse().unwrap(),
+                            "authorization" => auth = v.trim().to_string(),
+                            _ => {}
+                        }
+                    }
+                    let mut body = vec![0; len];
+                    r.read_exact(&mut body).await.unwrap();
+                    let status = statuses.lock().unwrap().next().unwrap_or(200);
+                    g.lock()
+                        .unwrap()
+                        .push((auth, String::from_utf8(body).unwrap(), status));
+                    let resp = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n");
+                    r.get_mut().write_all(resp.as_bytes()).await.unwrap();
+                }
+            });
+        }
+    });
+    (port, got)
+}
+
+#[cfg(feature = "http-uplink")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_fallback_posts_the_outbox_when_mqtt_is_unreachable() {
+    let (port, got) = http_sink(vec![503]).await;
+    let token_dir = tempfile::tempdir().unwrap();
+    let token = token_dir.path().join("token");
+    std::fs::write(&token, "bearer-token-123\n").unwrap();
+    // No broker listens on the MQTT port.
+    let dead = common::mosquitto::free_port();
+    let r = rig(
+        &format!("mqtt://127.0.0.1:{dead}"),
+        &format!(
+            "[uplink.http]\nurl = \"http://127.0.0.1:{port}/events\"\ntoken-file = \"{}\"\nafter = \"1s\"\nbatch = 4\ninterval = \"1s\"",
+            token.display()
+        ),
+        false,
+    )
+    .await;
+    r.pay("H1").await;
+    r.pay("H2").await;
+    let last = r.last_seq().await;
+    until("the outbox drained over HTTP", 20, || async {
+        r.depth().await == 0
+    })
+    .await;
+    let posts = got.lock().unwrap().clone();
+    assert_eq!(posts[0].2, 503, "the first POST was refused");
+    for (auth, _, _) in &posts {
+        assert_eq!(auth, "Bearer bearer-token-123");
+    }
+    // The refused batch came again, identical; every event arrived with its outbox id.
+    assert_eq!(
+        posts[0].1, posts[1].1,
+        "a refused batch is sent again as it was"
+    );
+    let mut evs = Vec::new();
+    for (_, body, status) in &posts {
+        if *status == 200 {
+            let a: Vec<Value> = serde_json::from_str(body).unwrap();
+            assert!(a.len() <= 4);
+            evs.extend(a);
+        }
+    }
+    assert_complete_and_ordered(&evs, last);
+    assert_eq!(r.status().await["uplink"]["via"], "https");
+    r.stop().await;
+}

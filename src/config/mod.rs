@@ -563,6 +563,13 @@ fn check(c: &Config) -> Result<Vec<String>, (std::ops::Range<usize>, String)> {
             ));
         }
         warnings.extend(uplink::check_http(h).map_err(|e| (0..0, e))?);
+        #[cfg(feature = "http-uplink")]
+        crate::uplink_http::HttpSettings::resolve(h, c.site_id()).map_err(|e| (0..0, e))?;
+        #[cfg(not(feature = "http-uplink"))]
+        return Err((
+            0..0,
+            "[uplink.http]: this build has no HTTPS uplink (cargo feature http-uplink)".into(),
+        ));
     }
     if c.store.path.starts_with("/tmp") {
         warnings.push(format!(

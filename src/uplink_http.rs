@@ -1,0 +1,201 @@
+//! The HTTPS fallback (`[uplink.http]`): when MQTT has been unreachable for `after`, the outbox
+//! is POSTed in batches, oldest first: a JSON array of the same event envelopes, with the same
+//! ids, so the cloud deduplicates across both paths. A batch leaves the outbox on a 2xx only.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::config::{Config, HttpUplinkConfig, SYSTEM_CA_BUNDLE};
+use crate::runtime::Daemon;
+use crate::secret::Secret;
+
+#[derive(Clone)]
+pub struct HttpSettings {
+    pub site: String,
+    pub url: String,
+    pub token: Secret,
+    pub after: Duration,
+    pub batch: usize,
+    pub interval: Duration,
+    pub client: reqwest::Client,
+}
+
+impl HttpSettings {
+    pub fn from_config(c: &Config) -> Result<Option<HttpSettings>, String> {
+        let Some(h) = &c.uplink.http else {
+            return Ok(None);
+        };
+        Self::resolve(h, c.site_id()).map(Some)
+    }
+
+    pub fn resolve(h: &HttpUplinkConfig, site: &str) -> Result<HttpSettings, String> {
+        let token_file = h
+            .token_file
+            .as_deref()
+            .ok_or("[uplink.http] needs token-file")?;
+        let token = crate::secret::read_secret_file(token_file)
+            .map_err(|e| format!("[uplink.http] {e}"))?;
+        let ms = |s: crate::units::Span| Duration::from_millis(s.ms().max(0) as u64);
+        let mut builder = reqwest::Client::builder()
+            .timeout(ms(h.timeout))
+            .connect_timeout(ms(h.timeout))
+            .user_agent(concat!("hotspot-edge/", env!("CARGO_PKG_VERSION")));
+        // reqwest needs a TLS config even for http:// (loopback tests); ours uses ring.
+        let tls = if h.url.starts_with("https://") {
+            let ca = h.ca_file.clone().unwrap_or_else(|| SYSTEM_CA_BUNDLE.into());
+            (*crate::mqtt::tls_config(&ca, None).map_err(|e| format!("[uplink.http] {e}"))?).clone()
+        } else {
+            rustls::ClientConfig::builder_with_provider(crate::routeros::tls::provider())
+                .with_safe_default_protocol_versions()
+                .map_err(|e| format!("[uplink.http] TLS setup: {e}"))?
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth()
+        };
+        builder = builder.use_preconfigured_tls(tls);
+        let client = builder
+            .build()
+            .map_err(|e| format!("[uplink.http] client: {e}"))?;
+        Ok(HttpSettings {
+            site: site.to_string(),
+            url: h.url.clone(),
+            token,
+            after: ms(h.after),
+            batch: h.batch.max(1),
+            interval: ms(h.interval),
+            client,
+        })
+    }
+}
+
+/// Waits for MQTT to be down for `after`, then drains the outbox over HTTPS until MQTT is back.
+pub async fn run(
+    s: Arc<HttpSettings>,
+    d: Daemon,
+    mut down: watch::Receiver<Option<Instant>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut failures = 0u32;
+    let mut active = false;
+    loop {
+        let since = *down.borrow();
+        let wait = since.map(|t| s.after.saturating_sub(t.elapsed()));
+        match wait {
+            Some(w) if w.is_zero() => {}
+            other => {
+                if active {
+                    tracing::info!("MQTT is back: HTTPS fallback stops");
+                    active = false;
+                }
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    r = down.changed() => if r.is_err() { return },
+                    _ = tokio::time::sleep(other.unwrap_or(Duration::from_secs(3600))) => {}
+                }
+                continue;
+            }
+        }
+        if !active {
+            tracing::warn!(url = %s.url, "MQTT unreachable for {} s: sending events over HTTPS", s.after.as_secs());
+            active = true;
+        }
+        let pause = match post_once(&s, &d).await {
+            Ok(0) => {
+                failures = 0;
+                s.interval
+            }
+            Ok(_) => {
+                failures = 0;
+                Duration::ZERO
+            }
+            Err(e) => {
+                failures += 1;
+                let wait = crate::mqtt::backoff(failures);
+                tracing::warn!(error = %e, retry_in_s = wait.as_secs(), "HTTPS uplink");
+                record(&d, "down", &e).await;
+                wait
+            }
+        };
+        if !pause.is_zero() {
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = down.changed() => {}
+                _ = tokio::time::sleep(pause) => {}
+            }
+        } else if *stop.borrow() {
+            return;
+        }
+    }
+}
+
+/// POSTs the oldest batch; returns how many events left the outbox.
+async fn post_once(s: &HttpSettings, d: &Daemon) -> Result<usize, String> {
+    let (site, limit) = (s.site.clone(), s.batch as i64);
+    let rows = d
+        .store
+        .call(move |st| st.outbox_after(&site, 0, limit))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("reading the outbox: {e}"))?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut body = String::with_capacity(rows.iter().map(|r| r.json.len() + 1).sum::<usize>() + 2);
+    body.push('[');
+    for (i, r) in rows.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(&r.json);
+    }
+    body.push(']');
+    let resp = s
+        .client
+        .post(&s.url)
+        .bearer_auth(s.token.expose())
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| format!("POST {}: {e}", s.url))?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(format!(
+            "POST {}: HTTP {status}; the batch stays in the outbox",
+            s.url
+        ));
+    }
+    // Rows are read in seq order and only ever appended after: the range is exactly them.
+    let range = (rows[0].seq, rows[rows.len() - 1].seq);
+    let n = rows.len();
+    d.store
+        .call(move |st| st.outbox_remove(&[range]))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("removing sent events: {e}"))?;
+    record(d, "up", "").await;
+    Ok(n)
+}
+
+async fn record(d: &Daemon, state: &str, error: &str) {
+    let clock = d.clock.clone();
+    let v = json!({"via": "https", "state": state, "error": (!error.is_empty()).then_some(error)});
+    let _ = d
+        .store
+        .call(move |s| {
+            let now = s.now(clock.as_ref())?;
+            let old = s.uplink_state()?;
+            if old.get("via") != v.get("via")
+                || old.get("state") != v.get("state")
+                || old.get("error") != v.get("error")
+            {
+                let mut v = v;
+                v["since"] = json!(crate::clock::rfc3339(now.wall_ms));
+                s.set_uplink_state(&v)?;
+            }
+            Ok::<_, crate::store::StoreError>(())
+        })
+        .await;
+}
