@@ -3,12 +3,16 @@
 //! - `apply-rate`: durable command apply rate against a raw rusqlite insert loop, same pragmas.
 //! - `startup`: start-up time and RSS with many users and a large outbox.
 //! - `crash-child`: applies payments and reports each commit, for the SIGKILL test.
+//! - `mqtt-drain`: outbox drain to a local mosquitto against a raw rumqttc publisher.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
+
+#[path = "bench/mqtt_drain.rs"]
+mod mqtt_drain;
 use hotspot_edge::clock::{SystemClock, TimePolicy};
 use hotspot_edge::engine::command::{PaymentArgs, PlanArgs};
 use hotspot_edge::engine::{Command, Engine, OsEntropy, Settings};
@@ -49,6 +53,17 @@ enum Cmd {
         /// Length of the plan: long enough to provision and log in every device first.
         #[arg(long, default_value_t = 30)]
         plan_secs: u64,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Drain of an outbox backlog to a local mosquitto by the daemon, against a raw rumqttc
+    /// QoS 1 publisher with the same payloads; peak RSS of the daemon during the drain.
+    MqttDrain {
+        #[arg(long, default_value_t = 100_000)]
+        events: usize,
+        /// Events per message for the batched run.
+        #[arg(long, default_value_t = 50)]
+        batch: usize,
         #[arg(long)]
         dir: Option<PathBuf>,
     },
@@ -364,6 +379,7 @@ fn main() {
         Cmd::ApplyRate { count, batch, dir } => apply_rate(count, batch.max(1), dir),
         Cmd::Startup { users, outbox, dir } => startup(users, outbox, dir),
         Cmd::StartupProbe { db } => startup_probe(&db),
+        Cmd::MqttDrain { events, batch, dir } => mqtt_drain::run(events, batch.max(1), dir),
         Cmd::CrashChild { db, count, start } => crash_child(&db, count, start),
         Cmd::EnforceLag {
             sessions,

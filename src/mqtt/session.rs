@@ -23,8 +23,6 @@ use crate::store::{ApplyError, OutboxEvent, StoreError};
 const ACK_FLUSH_EVENTS: usize = 1000;
 /// ... or this long after the first of them was acknowledged.
 const ACK_FLUSH_DELAY: Duration = Duration::from_millis(100);
-/// Publish slots kept free of events for replies and the status.
-const RESERVED_SLOTS: usize = 4;
 
 pub struct Session<'a> {
     s: &'a MqttSettings,
@@ -66,7 +64,8 @@ impl<'a> Session<'a> {
 
     /// Runs until the connection fails (`Err` says why) or `stop` (`Ok`).
     pub async fn run(&mut self, stop: &mut watch::Receiver<bool>) -> Result<(), String> {
-        let (client, eventloop) = AsyncClient::new(self.s.options(), self.s.inflight as usize + 64);
+        let (client, eventloop) =
+            AsyncClient::new(self.s.options(), super::request_capacity(self.s.inflight));
         self.client = Some(client);
         let (tx, mut rx) = mpsc::channel(256);
         let pump = Pump(tokio::spawn(pump(eventloop, tx)));
@@ -82,11 +81,7 @@ impl<'a> Session<'a> {
                     self.goodbye(&pump).await;
                     break Ok(());
                 }
-                ev = rx.recv() => match ev {
-                    Some(Ok(ev)) => self.on_event(ev).await,
-                    Some(Err(e)) => Err(describe(&e)),
-                    None => Err("the MQTT event loop ended".into()),
-                },
+                ev = rx.recv() => self.on_events(ev, &mut rx).await,
                 _ = changed.notified() => { self.more = true; Ok(()) }
                 _ = external.tick() => { self.more = true; Ok(()) }
                 _ = heartbeat.tick(), if self.connected_at.is_some() => self.publish_status().await,
@@ -119,6 +114,28 @@ impl<'a> Session<'a> {
 
     fn client(&self) -> &AsyncClient {
         self.client.as_ref().expect("set in run")
+    }
+
+    /// Handles `first` and whatever else is already waiting (up to a bound), so a burst of
+    /// acks costs one pass through the select loop.
+    async fn on_events(
+        &mut self,
+        first: Option<Result<Event, ConnectionError>>,
+        rx: &mut mpsc::Receiver<Result<Event, ConnectionError>>,
+    ) -> Result<(), String> {
+        let mut next = first;
+        for _ in 0..256 {
+            match next {
+                Some(Ok(ev)) => self.on_event(ev).await?,
+                Some(Err(e)) => return Err(describe(&e)),
+                None => return Err("the MQTT event loop ended".into()),
+            }
+            match rx.try_recv() {
+                Ok(ev) => next = Some(ev),
+                Err(_) => break,
+            }
+        }
+        Ok(())
     }
 
     async fn on_event(&mut self, ev: Event) -> Result<(), String> {
@@ -189,11 +206,12 @@ impl<'a> Session<'a> {
 
     /// Hands the next outbox rows to the client, up to the publish window.
     async fn fill(&mut self) -> Result<(), String> {
-        let window = (self.s.inflight as usize)
-            .saturating_sub(RESERVED_SLOTS)
-            .max(1);
+        // Twice rumqttc's in-flight limit: the next messages wait in its request channel, so
+        // each PubAck releases one at once instead of after an outbox read.
+        let window = 2 * self.s.inflight as usize;
         let room = window.saturating_sub(self.tracker.event_messages());
-        if room == 0 {
+        // Top up by half windows: one outbox read per ack would cost a store round trip each.
+        if room == 0 || (room < window.div_ceil(2) && self.tracker.event_messages() > 0) {
             return Ok(());
         }
         let limit = room * self.s.batch;
@@ -247,13 +265,16 @@ impl<'a> Session<'a> {
             return Ok(());
         }
         let ranges = self.acks.take();
+        // Not awaited: the fsync would stall publishing. The store runs it before any later
+        // outbox read; if it is lost in a crash the events are sent again, same ids.
         self.d
             .store
-            .call(move |s| s.outbox_remove(&ranges))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("removing acknowledged events: {e}"))?;
-        Ok(())
+            .enqueue(move |s| {
+                if let Err(e) = s.outbox_remove(&ranges) {
+                    tracing::warn!(error = %e, "removing acknowledged events");
+                }
+            })
+            .map_err(|e| e.to_string())
     }
 
     async fn publish_status(&mut self) -> Result<(), String> {

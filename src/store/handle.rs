@@ -51,6 +51,15 @@ impl StoreHandle {
         self.changed.clone()
     }
 
+    /// Queues work without waiting for it: later calls still run after it (one thread, in
+    /// order), so a read queued next sees its effect.
+    pub fn enqueue<F>(&self, f: F) -> Result<(), StoreGone>
+    where
+        F: FnOnce(&mut Store) + Send + 'static,
+    {
+        self.tx.send(Box::new(f)).map_err(|_| StoreGone)
+    }
+
     pub async fn call<R, F>(&self, f: F) -> Result<R, StoreGone>
     where
         R: Send + 'static,
