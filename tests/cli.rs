@@ -428,3 +428,56 @@ fn failed_jobs_can_be_retried() {
     let o = run(&e.config, &["jobs", "retry", "999"]);
     assert_eq!(o.status.code(), Some(1));
 }
+
+#[test]
+fn sign_command_prints_a_message_the_daemon_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key");
+    std::fs::write(&key, "a-site-command-key-42\n").unwrap();
+    let o = Command::new(BIN)
+        .args(["sign-command", "--site", "s1", "--key-file"])
+        .arg(&key)
+        .args(["--id", "c-77", "user.suspend", r#"{"user": "k7m2qp"}"#])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let msg = String::from_utf8(o.stdout).unwrap();
+    let now = hotspot_edge::clock::Now {
+        wall_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64,
+        timeline_ms: 0,
+        trusted: true,
+    };
+    let checks = |key: &'static [u8]| hotspot_edge::mqtt::remote::Checks {
+        key,
+        site: "s1",
+        max_bytes: 65536,
+        max_age_ms: 60_000,
+    };
+    let r = hotspot_edge::mqtt::remote::check(
+        msg.trim().as_bytes(),
+        &checks(b"a-site-command-key-42"),
+        &now,
+    )
+    .unwrap();
+    assert_eq!(r.id, "c-77");
+    let bad = hotspot_edge::mqtt::remote::check(
+        msg.trim().as_bytes(),
+        &checks(b"another-key-000000"),
+        &now,
+    )
+    .unwrap_err();
+    assert_eq!(bad.code, "bad-signature");
+    // Bad ARGS: a usage error, nothing printed.
+    let o = Command::new(BIN)
+        .args(["sign-command", "--site", "s1", "--key-file"])
+        .arg(&key)
+        .args(["user.suspend", "not json"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(64));
+    assert!(o.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("ARGS is not JSON"));
+}

@@ -548,3 +548,192 @@ fn events_carry_the_documented_envelope_in_seq_order() {
         ]
     );
 }
+
+#[test]
+fn a_refused_command_id_gets_the_same_refusal_even_once_it_would_succeed() {
+    let mut s = Site::new(NOW_MS);
+    let cmd = Command::PaymentConfirmed(PaymentArgs {
+        provider: "mpesa".into(),
+        reference: "EARLY".into(),
+        phone: None,
+        amount: None,
+        plan: "1h".into(),
+        mac: None,
+        ip: None,
+    });
+    let (code, _) = refused(s.apply_id(Some("c-1"), cmd.clone()).map(|a| a.result));
+    assert_eq!(code, RejectCode::NotFound);
+    s.plan("1h", "1h", "wall", None, 1);
+    let (code, msg) = refused(s.apply_id(Some("c-1"), cmd.clone()).map(|a| a.result));
+    assert_eq!(
+        code,
+        RejectCode::NotFound,
+        "the id's answer is final: {msg}"
+    );
+    assert!(s.events_of("payment.recorded").is_empty());
+    // A new id is a new attempt.
+    assert_eq!(
+        s.apply_id(Some("c-2"), cmd).unwrap().result["duplicate"],
+        false
+    );
+}
+
+#[test]
+fn user_create_with_and_without_time() {
+    let mut s = Site::new(NOW_MS);
+    s.plan("1h", "1h", "wall", None, 1);
+    let r = s.ok(Command::UserCreate(CreateUserArgs {
+        user: Some("front-desk".into()),
+        password: Some("s3cret-pw".into()),
+        phone: None,
+        mac: None,
+        plan: Some("1h".into()),
+        time: None,
+        data: None,
+    }));
+    assert_eq!(r["user"], "front-desk");
+    assert_eq!(r["password"], "s3cret-pw");
+    assert_eq!(r["state"], "active");
+    assert_eq!(r["time-left-ms"], HOUR);
+    let bare = s.ok(Command::UserCreate(CreateUserArgs {
+        user: None,
+        password: None,
+        phone: Some("0712345678".into()),
+        mac: None,
+        plan: None,
+        time: None,
+        data: None,
+    }));
+    assert_eq!(bare["state"], "expired", "no time yet: cannot log in");
+    assert_eq!(bare["password"].as_str().unwrap().len(), 6);
+    let (code, _) = refused(s.apply(Command::UserCreate(CreateUserArgs {
+        user: Some("front-desk".into()),
+        password: None,
+        phone: None,
+        mac: None,
+        plan: None,
+        time: Some("1h".into()),
+        data: None,
+    })));
+    assert_eq!(code, RejectCode::Conflict);
+    let (code, _) = refused(s.apply(Command::UserCreate(CreateUserArgs {
+        user: Some("bad name/".into()),
+        password: None,
+        phone: None,
+        mac: None,
+        plan: None,
+        time: None,
+        data: None,
+    })));
+    assert_eq!(code, RejectCode::BadArgs);
+    assert_eq!(s.events_of("user.created").len(), 2);
+}
+
+#[test]
+fn user_disconnect_queues_a_disconnect_and_keeps_the_account() {
+    let mut s = Site::new(NOW_MS);
+    s.plan("1h", "1h", "wall", None, 1);
+    let user = s.pay("R1", "254700000001", "1h", Some("AA:BB:CC:00:00:01"))["user"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = s.ok(Command::UserDisconnect(SuspendArgs {
+        user: user.clone(),
+        reason: Some("operator".into()),
+    }));
+    assert_eq!(r["disconnecting"], true);
+    assert_eq!(s.state(&user), "active");
+    let (code, _) = refused(s.apply(Command::UserDisconnect(SuspendArgs {
+        user: "nobody".into(),
+        reason: None,
+    })));
+    assert_eq!(code, RejectCode::NotFound);
+}
+
+#[test]
+fn vouchers_import_all_or_nothing_then_redeem() {
+    let mut s = Site::new(NOW_MS);
+    s.plan("1h", "1h", "wall", None, 1);
+    let r = s.ok(Command::VouchersImport(ImportArgs {
+        plan: "1h".into(),
+        codes: vec!["SHPX2345".into(), "SHPX6789".into()],
+        batch: Some("shop-77".into()),
+        expires_in: None,
+    }));
+    assert_eq!(r["imported"], 2);
+    assert_eq!(s.events_of("voucher.batch-imported").len(), 1);
+    // One code already exists: nothing of this batch is imported.
+    let (code, msg) = refused(s.apply(Command::VouchersImport(ImportArgs {
+        plan: "1h".into(),
+        codes: vec!["NEWC2345".into(), "SHPX2345".into()],
+        batch: None,
+        expires_in: None,
+    })));
+    assert_eq!(code, RejectCode::Conflict, "{msg}");
+    assert!(msg.contains("codes[1]"), "{msg}");
+    let (code, _) = refused(s.apply(Command::VoucherRedeem(RedeemArgs {
+        code: "NEWC2345".into(),
+        mac: None,
+        ip: None,
+        user: None,
+    })));
+    assert_eq!(code, RejectCode::NotFound);
+    let (code, _) = refused(s.apply(Command::VouchersImport(ImportArgs {
+        plan: "1h".into(),
+        codes: vec!["lower-0O".into()],
+        batch: None,
+        expires_in: None,
+    })));
+    assert_eq!(code, RejectCode::BadArgs);
+    let red = s.ok(Command::VoucherRedeem(RedeemArgs {
+        code: "SHPX6789".into(),
+        mac: None,
+        ip: None,
+        user: None,
+    }));
+    assert_eq!(red["created"], true);
+}
+
+#[test]
+fn the_outbox_limit_drops_oldest_telemetry_and_never_money() {
+    let mut s = Site::new(NOW_MS);
+    s.plan("1h", "1h", "wall", None, 1);
+    for i in 0..20 {
+        s.pay(&format!("T{i}"), &format!("2547000000{i:02}"), "1h", None);
+    }
+    let before = s.events();
+    let money = before
+        .iter()
+        .filter(|e| ["payment.recorded", "grant.added"].contains(&e["type"].as_str().unwrap()))
+        .count();
+    assert_eq!(money, 40);
+    let now = s.store.now(&s.clock).unwrap();
+    let t = s
+        .store
+        .outbox_trim(30, &now)
+        .unwrap()
+        .expect("over the limit");
+    // 61 events (plan + 20 x 3); down to 27: 34 telemetry rows would be needed, 21 exist.
+    assert_eq!(
+        t.dropped, 21,
+        "all telemetry (plan.upserted + user.created) went"
+    );
+    let after = s.events();
+    assert_eq!(
+        after
+            .iter()
+            .filter(|e| ["payment.recorded", "grant.added"].contains(&e["type"].as_str().unwrap()))
+            .count(),
+        40,
+        "money events are never dropped"
+    );
+    let dropped = s.events_of("outbox.dropped");
+    assert_eq!(dropped.len(), 1);
+    assert_eq!(dropped[0]["payload"]["count"], 21);
+    assert_eq!(dropped[0]["payload"]["first-seq"], t.first_seq);
+    assert_eq!(dropped[0]["payload"]["last-seq"], t.last_seq);
+    assert!(
+        s.store.outbox_trim(100, &now).unwrap().is_none(),
+        "under the limit: nothing"
+    );
+}
