@@ -142,15 +142,7 @@ async fn post_once(s: &HttpSettings, d: &Daemon) -> Result<usize, String> {
     if rows.is_empty() {
         return Ok(0);
     }
-    let mut body = String::with_capacity(rows.iter().map(|r| r.json.len() + 1).sum::<usize>() + 2);
-    body.push('[');
-    for (i, r) in rows.iter().enumerate() {
-        if i > 0 {
-            body.push(',');
-        }
-        body.push_str(&r.json);
-    }
-    body.push(']');
+    let body = crate::store::json_array(&rows);
     let resp = s
         .client
         .post(&s.url)

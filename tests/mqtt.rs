@@ -37,6 +37,19 @@ struct Rig {
     sim: Option<Simulator>,
 }
 
+/// A payment for the hour plan; with a phone, repeat payments extend that phone's user.
+fn payment(reference: &str, phone: Option<&str>) -> Command {
+    Command::PaymentConfirmed(PaymentArgs {
+        provider: "mpesa".into(),
+        reference: reference.into(),
+        phone: phone.map(str::to_string),
+        amount: None,
+        plan: "hour".into(),
+        mac: None,
+        ip: None,
+    })
+}
+
 fn topic(leaf: &str) -> String {
     format!("hotspot/{SITE}/{leaf}")
 }
@@ -112,17 +125,9 @@ impl Rig {
     }
 
     async fn pay(&self, reference: &str) -> Value {
-        self.apply(Command::PaymentConfirmed(PaymentArgs {
-            provider: "mpesa".into(),
-            reference: reference.into(),
-            phone: Some("254700000001".into()),
-            amount: None,
-            plan: "hour".into(),
-            mac: None,
-            ip: None,
-        }))
-        .await
-        .unwrap()
+        self.apply(payment(reference, Some("254700000001")))
+            .await
+            .unwrap()
     }
 
     async fn pay_many(&self, n: usize) {
@@ -131,19 +136,7 @@ impl Rig {
         self.daemon
             .store
             .call(move |s| {
-                let cmds: Vec<Command> = (0..n)
-                    .map(|i| {
-                        Command::PaymentConfirmed(PaymentArgs {
-                            provider: "mpesa".into(),
-                            reference: format!("M{i}"),
-                            phone: None,
-                            amount: None,
-                            plan: "hour".into(),
-                            mac: None,
-                            ip: None,
-                        })
-                    })
-                    .collect();
+                let cmds: Vec<Command> = (0..n).map(|i| payment(&format!("M{i}"), None)).collect();
                 let refs: Vec<(Option<&str>, &Command)> = cmds.iter().map(|c| (None, c)).collect();
                 s.apply_many(&engine, clock.as_ref(), &mut OsEntropy, "test", &refs)
                     .unwrap();
@@ -442,17 +435,7 @@ async fn sigkill_during_a_drain_loses_nothing() {
         let engine = hotspot_edge::app::engine(&loaded.config);
         for chunk in 0..30 {
             let cmds: Vec<Command> = (0..100)
-                .map(|i| {
-                    Command::PaymentConfirmed(PaymentArgs {
-                        provider: "mpesa".into(),
-                        reference: format!("K{chunk}-{i}"),
-                        phone: None,
-                        amount: None,
-                        plan: "hour".into(),
-                        mac: None,
-                        ip: None,
-                    })
-                })
+                .map(|i| payment(&format!("K{chunk}-{i}"), None))
                 .collect();
             let refs: Vec<(Option<&str>, &Command)> = cmds.iter().map(|c| (None, c)).collect();
             store

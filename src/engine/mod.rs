@@ -647,6 +647,26 @@ impl Cx<'_> {
         Ok(r)
     }
 
+    fn insert_unused_voucher(
+        &mut self,
+        code: String,
+        plan: &PlanId,
+        batch: &str,
+        expires_at: Option<i64>,
+    ) -> LResult<()> {
+        self.l.insert_voucher(&Voucher {
+            code,
+            plan_id: plan.clone(),
+            batch: batch.to_string(),
+            state: VoucherState::Unused,
+            created_at: self.now.wall_ms,
+            expires_at,
+            redeemed_at: None,
+            user_id: None,
+            grant_id: None,
+        })
+    }
+
     fn generate(&mut self, a: &command::GenerateArgs) -> Result<Value, EngineError> {
         if a.count == 0 || a.count > MAX_VOUCHER_BATCH {
             return Err(bad(format!(
@@ -681,17 +701,7 @@ impl Cx<'_> {
             if seen.contains(&code) || self.l.voucher(&code)?.is_some() {
                 continue;
             }
-            self.l.insert_voucher(&Voucher {
-                code: code.clone(),
-                plan_id: plan.plan.id.clone(),
-                batch: batch.clone(),
-                state: VoucherState::Unused,
-                created_at: self.now.wall_ms,
-                expires_at,
-                redeemed_at: None,
-                user_id: None,
-                grant_id: None,
-            })?;
+            self.insert_unused_voucher(code.clone(), &plan.plan.id, &batch, expires_at)?;
             seen.insert(code.clone());
             codes.push(code);
         }
@@ -998,17 +1008,7 @@ impl Cx<'_> {
                     format!("codes[{i}]: voucher {code} exists already; nothing was imported"),
                 );
             }
-            self.l.insert_voucher(&Voucher {
-                code: code.to_string(),
-                plan_id: plan.plan.id.clone(),
-                batch: batch.clone(),
-                state: VoucherState::Unused,
-                created_at: self.now.wall_ms,
-                expires_at,
-                redeemed_at: None,
-                user_id: None,
-                grant_id: None,
-            })?;
+            self.insert_unused_voucher(code.to_string(), &plan.plan.id, &batch, expires_at)?;
         }
         let expires_wall = expires_at.map(|t| rfc3339(self.now.wall_at(t)));
         self.emit(Event::VoucherBatchImported {

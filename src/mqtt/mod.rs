@@ -251,7 +251,11 @@ pub async fn run(
         let up_for = s.connected_at.map(|t| t.elapsed());
         drop(s);
         let error = match outcome {
-            Ok(()) => return,
+            Ok(()) => {
+                // So that `status` does not show a stopped daemon as connected.
+                record_state(&daemon, "stopped", "").await;
+                return;
+            }
             Err(e) => e,
         };
         if up_for.is_some_and(|t| t >= HEALTHY_RESET) || attempt.elapsed() >= HEALTHY_RESET * 5 {

@@ -230,17 +230,7 @@ impl<'a> Session<'a> {
             let payload = if self.s.batch == 1 {
                 msg[0].json.clone()
             } else {
-                let mut p =
-                    String::with_capacity(msg.iter().map(|e| e.json.len() + 1).sum::<usize>() + 2);
-                p.push('[');
-                for (i, e) in msg.iter().enumerate() {
-                    if i > 0 {
-                        p.push(',');
-                    }
-                    p.push_str(&e.json);
-                }
-                p.push(']');
-                p
+                crate::store::json_array(msg)
             };
             self.client()
                 .try_publish(

@@ -43,6 +43,20 @@ pub fn envelope(
     )
 }
 
+/// Several events as one JSON array (a batch message, an HTTPS POST body).
+pub fn json_array(events: &[OutboxEvent]) -> String {
+    let mut out = String::with_capacity(events.iter().map(|e| e.json.len() + 1).sum::<usize>() + 2);
+    out.push('[');
+    for (i, e) in events.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&e.json);
+    }
+    out.push(']');
+    out
+}
+
 impl Store {
     /// Up to `limit` events after `after_seq` (all with -1), oldest first, in their wire form.
     pub fn outbox_after(
