@@ -14,7 +14,7 @@ use hotspot_edge::engine::command::*;
 use hotspot_edge::engine::{Command, OsEntropy};
 use hotspot_edge::mqtt::remote;
 use hotspot_edge::routeros::sim::{Model, Simulator};
-use hotspot_edge::runtime::{run_with, Daemon};
+use hotspot_edge::runtime::Daemon;
 use serde_json::{json, Value};
 
 const KEY: &str = "test-command-key-0123456789";
@@ -31,8 +31,7 @@ time = "1h"
 
 struct Rig {
     daemon: Daemon,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
+    running: common::daemon::Running,
     dir: tempfile::TempDir,
     sim: Option<Simulator>,
 }
@@ -82,27 +81,11 @@ async fn rig(url: &str, extra: &str, router: bool) -> Rig {
     let config = config::parse(&text, "rig.toml")
         .unwrap_or_else(|e| panic!("{e}\n{text}"))
         .config;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn(async move {
-        run_with(
-            config,
-            Arc::new(SystemClock) as Arc<dyn Clock>,
-            async {
-                let _ = stopped.await;
-            },
-            move |d| {
-                let _ = tx.send(d);
-            },
-        )
-        .await
-        .unwrap();
-    });
-    let daemon = rx.await.unwrap();
+    let running = common::daemon::start(config, Arc::new(SystemClock) as Arc<dyn Clock>).await;
+    let daemon = running.daemon.clone();
     Rig {
         daemon,
-        stop: Some(stop),
-        task,
+        running,
         dir,
         sim,
     }
@@ -179,17 +162,12 @@ impl Rig {
     async fn stop(self) {
         let Rig {
             daemon,
-            stop,
-            task,
+            running,
             dir,
             sim,
         } = self;
         drop(daemon);
-        let _ = stop.unwrap().send(());
-        tokio::time::timeout(Duration::from_secs(15), task)
-            .await
-            .unwrap()
-            .unwrap();
+        running.stop().await;
         drop((dir, sim));
     }
 }

@@ -1,6 +1,8 @@
 //! The daemon enforcing on a RouterOS hotspot: the real client over real TCP against the
 //! simulator, the real store on a temp file, the daemon in-process.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,7 +11,7 @@ use hotspot_edge::config;
 use hotspot_edge::engine::command::*;
 use hotspot_edge::engine::{Command, OsEntropy};
 use hotspot_edge::routeros::sim::{Model, Simulator};
-use hotspot_edge::runtime::{run_with, Daemon};
+use hotspot_edge::runtime::Daemon;
 use serde_json::Value;
 
 const NOW_MS: i64 = 1_795_255_200_000;
@@ -19,8 +21,7 @@ struct Rig {
     sim: Simulator,
     /// Dropped at `stop`: the store closes once the last handle is gone.
     daemon: Daemon,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
+    running: common::daemon::Running,
     _dir: tempfile::TempDir,
 }
 
@@ -89,28 +90,12 @@ probe-interval = "1s"
         pw.display()
     );
     let config = config::parse(&text, "rig.toml").unwrap().config;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn(async move {
-        run_with(
-            config,
-            clock,
-            async {
-                let _ = stopped.await;
-            },
-            move |d| {
-                let _ = tx.send(d);
-            },
-        )
-        .await
-        .unwrap();
-    });
-    let daemon = rx.await.unwrap();
+    let running = common::daemon::start(config, clock).await;
+    let daemon = running.daemon.clone();
     Rig {
         sim,
         daemon,
-        stop: Some(stop),
-        task,
+        running,
         _dir: dir,
     }
 }
@@ -207,17 +192,12 @@ impl Rig {
     async fn stop(self) {
         let Rig {
             daemon,
-            stop,
-            task,
+            running,
             sim,
             _dir,
         } = self;
         drop(daemon);
-        let _ = stop.unwrap().send(());
-        tokio::time::timeout(Duration::from_secs(10), task)
-            .await
-            .unwrap()
-            .unwrap();
+        running.stop().await;
         drop((sim, _dir));
     }
 }

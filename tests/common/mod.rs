@@ -1,6 +1,7 @@
 //! A site on a fake clock: the real engine and the real SQLite schema, driven command by command.
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod mosquitto;
 
 use hotspot_edge::clock::{FakeClock, TimePolicy};
