@@ -4,6 +4,7 @@
 //! `cli` -> `runtime` -> `app` -> `store` -> `engine` -> `domain`, `units`, `clock`.
 
 pub mod app;
+pub mod backoff;
 pub mod cli;
 mod cli_demo;
 pub mod clock;

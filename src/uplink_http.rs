@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use tokio::sync::watch;
 
 use crate::config::{Config, HttpUplinkConfig, SYSTEM_CA_BUNDLE};
@@ -114,7 +113,7 @@ pub async fn run(
                 failures += 1;
                 let wait = crate::mqtt::backoff(failures);
                 tracing::warn!(error = %e, retry_in_s = wait.as_secs(), "HTTPS uplink");
-                record(&d, "down", &e).await;
+                crate::mqtt::record_state(&d, "https", "down", &e).await;
                 wait
             }
         };
@@ -167,27 +166,6 @@ async fn post_once(s: &HttpSettings, d: &Daemon) -> Result<usize, String> {
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("removing sent events: {e}"))?;
-    record(d, "up", "").await;
+    crate::mqtt::record_state(d, "https", "up", "").await;
     Ok(n)
-}
-
-async fn record(d: &Daemon, state: &str, error: &str) {
-    let clock = d.clock.clone();
-    let v = json!({"via": "https", "state": state, "error": (!error.is_empty()).then_some(error)});
-    let _ = d
-        .store
-        .call(move |s| {
-            let now = s.now(clock.as_ref())?;
-            let old = s.uplink_state()?;
-            if old.get("via") != v.get("via")
-                || old.get("state") != v.get("state")
-                || old.get("error") != v.get("error")
-            {
-                let mut v = v;
-                v["since"] = json!(crate::clock::rfc3339(now.wall_ms));
-                s.set_uplink_state(&v)?;
-            }
-            Ok::<_, crate::store::StoreError>(())
-        })
-        .await;
 }

@@ -622,6 +622,41 @@ time = "1h"
     }
 
     #[test]
+    fn mqtt_files_are_read_and_checked_once_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key");
+        std::fs::write(&key, "short\n").unwrap();
+        let mqtt = |extra: &str| {
+            format!(
+                "{GOOD}\n[mqtt]\nurl = \"mqtt://127.0.0.1:1883\"\ncommand-key-file = \"{}\"\n{extra}",
+                key.display()
+            )
+        };
+        assert!(
+            err(&mqtt("")).contains("shorter than 16"),
+            "{}",
+            err(&mqtt(""))
+        );
+        std::fs::write(&key, "a-long-enough-command-key\n").unwrap();
+        let l = parse(
+            &mqtt("password = \"inline-pw\"\nusername = \"u\""),
+            "c.toml",
+        )
+        .unwrap();
+        assert!(
+            l.warnings.iter().any(|w| w.contains("password-file")),
+            "{:?}",
+            l.warnings
+        );
+        let missing = mqtt("password-file = \"/nonexistent/pw\"\nusername = \"u\"");
+        assert!(
+            err(&missing).contains("/nonexistent/pw"),
+            "{}",
+            err(&missing)
+        );
+    }
+
+    #[test]
     fn good_config_with_defaults() {
         let l = parse(GOOD, "c.toml").unwrap();
         assert_eq!(l.config.site_id(), "test-site");

@@ -193,21 +193,18 @@ pub fn check_mqtt(m: &MqttConfig) -> Result<Vec<String>, String> {
     if m.client_certificate_file.is_some() && !url.tls {
         return Err("[mqtt] a client certificate needs mqtts://".into());
     }
-    let (_, w) = crate::secret::resolve(
-        "[mqtt] password",
-        m.password.as_ref(),
-        m.password_file.as_deref(),
-    )?;
-    warnings.extend(w);
-    if let Some(k) = &m.command_key_file {
-        let key = crate::secret::read_secret_file(k).map_err(|e| format!("[mqtt] {e}"))?;
-        if key.expose().len() < 16 {
-            return Err(format!(
-                "[mqtt] command-key-file {}: the key is shorter than 16 characters",
-                k.display()
-            ));
-        }
-    } else {
+    // Files (password, command key, CA, client certificate) are read by
+    // `MqttSettings::resolve`, which `config::check` calls next: one read, one set of errors.
+    if m.password.is_some() {
+        // Inline only: nothing is read here, the warning (or "not both") comes from one place.
+        let (_, w) = crate::secret::resolve(
+            "[mqtt] password",
+            m.password.as_ref(),
+            m.password_file.as_deref(),
+        )?;
+        warnings.extend(w);
+    }
+    if m.command_key_file.is_none() {
         warnings.push(
             "[mqtt] no command-key-file: remote commands are off (events are still published)"
                 .into(),
@@ -264,11 +261,9 @@ pub fn check_http(h: &HttpUplinkConfig) -> Result<Vec<String>, String> {
             h.url
         ));
     }
-    match &h.token_file {
-        None => return Err("[uplink.http] needs token-file (the bearer token)".into()),
-        Some(p) => {
-            crate::secret::read_secret_file(p).map_err(|e| format!("[uplink.http] {e}"))?;
-        }
+    // The token file is read by `HttpSettings::resolve`, which `config::check` calls next.
+    if h.token_file.is_none() {
+        return Err("[uplink.http] needs token-file (the bearer token)".into());
     }
     if !(1..=10_000).contains(&h.batch) {
         return Err(format!(

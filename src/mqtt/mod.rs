@@ -22,7 +22,6 @@ use rumqttc::{TlsConfiguration, Transport};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::ClientConfig;
-use serde_json::json;
 use tokio::sync::watch;
 
 use crate::config::{BrokerUrl, Config, MqttConfig, SYSTEM_CA_BUNDLE};
@@ -113,6 +112,9 @@ impl MqttSettings {
             .map(crate::secret::read_secret_file)
             .transpose()
             .map_err(|e| format!("[mqtt] {e}"))?;
+        if command_key.as_ref().is_some_and(|k| k.expose().len() < 16) {
+            return Err("[mqtt] command-key-file: the key is shorter than 16 characters".into());
+        }
         let ms = |s: crate::units::Span| Duration::from_millis(s.ms().max(0) as u64);
         Ok(MqttSettings {
             site: site.to_string(),
@@ -214,13 +216,9 @@ fn request_capacity(inflight: u16) -> usize {
     2 * inflight as usize + 64
 }
 
-/// Whether the cloud link is up, for the HTTPS fallback: `None` while connected, else since
-/// when it has been down.
-pub type LinkDown = watch::Receiver<Option<Instant>>;
-
-/// Backoff after `failures` failed connections in a row: 1 s, doubling, at most 5 minutes.
+/// Reconnect waits: 1 s doubling to 5 minutes (a broker across the internet may be down long).
 pub fn backoff(failures: u32) -> Duration {
-    Duration::from_secs(1u64 << failures.saturating_sub(1).min(9)).min(Duration::from_secs(300))
+    crate::backoff::backoff(failures, Duration::from_secs(1), Duration::from_secs(300))
 }
 
 /// Keeps one MQTT connection up until `stop`: connect, sync, and after any failure wait and
@@ -253,7 +251,7 @@ pub async fn run(
         let error = match outcome {
             Ok(()) => {
                 // So that `status` does not show a stopped daemon as connected.
-                record_state(&daemon, "stopped", "").await;
+                record_state(&daemon, "mqtt", "stopped", "").await;
                 return;
             }
             Err(e) => e,
@@ -272,7 +270,7 @@ pub async fn run(
                 false
             }
         });
-        record_state(&daemon, "down", &error).await;
+        record_state(&daemon, "mqtt", "down", &error).await;
         tokio::select! {
             _ = stop.changed() => return,
             _ = tokio::time::sleep(wait) => {}
@@ -281,28 +279,15 @@ pub async fn run(
 }
 
 /// What `status` shows about the cloud link (kept in the database: status runs in another
-/// process). Written on changes only.
-async fn record_state(d: &Daemon, state: &str, error: &str) {
+/// process). Failures to record are not worth stopping the uplink for.
+pub(crate) async fn record_state(d: &Daemon, via: &'static str, state: &'static str, error: &str) {
     let clock = d.clock.clone();
-    let state = state.to_string();
     let error = (!error.is_empty()).then(|| error.to_string());
     let _ = d
         .store
         .call(move |s| {
             let now = s.now(clock.as_ref())?;
-            let mut v = s.uplink_state()?;
-            let same = v.get("state").and_then(|x| x.as_str()) == Some(state.as_str())
-                && v.get("error").and_then(|x| x.as_str()) == error.as_deref();
-            if !same {
-                v = json!({
-                    "via": "mqtt",
-                    "state": state,
-                    "since": crate::clock::rfc3339(now.wall_ms),
-                    "error": error,
-                });
-                s.set_uplink_state(&v)?;
-            }
-            Ok::<_, crate::store::StoreError>(())
+            s.set_uplink_state(via, state, error.as_deref(), &now)
         })
         .await;
 }
@@ -310,15 +295,6 @@ async fn record_state(d: &Daemon, state: &str, error: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_starts_at_a_second_and_caps_at_five_minutes() {
-        assert_eq!(backoff(1), Duration::from_secs(1));
-        assert_eq!(backoff(2), Duration::from_secs(2));
-        assert_eq!(backoff(9), Duration::from_secs(256));
-        assert_eq!(backoff(10), Duration::from_secs(300));
-        assert_eq!(backoff(100), Duration::from_secs(300));
-    }
 
     #[test]
     fn topics_are_under_prefix_and_site() {

@@ -8,7 +8,7 @@ use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason, Publish, SubscribeReasonC
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop};
 use rumqttc::Outgoing;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant as TokioInstant;
 
@@ -85,31 +85,33 @@ impl<'a> Session<'a> {
                 _ = changed.notified() => { self.more = true; Ok(()) }
                 _ = external.tick() => { self.more = true; Ok(()) }
                 _ = heartbeat.tick(), if self.connected_at.is_some() => self.publish_status().await,
-                _ = sleep_until(ack_deadline), if ack_deadline.is_some() => self.flush_acks().await,
+                _ = sleep_until(ack_deadline), if ack_deadline.is_some() => self.flush_acks(),
+            };
+            let step = match step {
+                Ok(()) => self.catch_up().await,
+                failed => failed,
             };
             if let Err(e) = step {
                 break Err(e);
             }
-            let step = if self.acks.events >= ACK_FLUSH_EVENTS {
-                self.flush_acks().await
-            } else {
-                Ok(())
-            };
-            if let Err(e) = step.and(Ok(())) {
-                break Err(e);
-            }
-            if self.connected_at.is_some() && self.more {
-                if let Err(e) = self.fill().await {
-                    break Err(e);
-                }
-            }
         };
         // What the broker acknowledged leaves the outbox even when the connection broke.
-        if let Err(e) = self.flush_acks().await {
+        if let Err(e) = self.flush_acks() {
             tracing::warn!(error = %e, "removing acknowledged events");
         }
         drop(pump);
         result
+    }
+
+    /// After each wake: remove a full buffer of acknowledged rows, top up the publish window.
+    async fn catch_up(&mut self) -> Result<(), String> {
+        if self.acks.events >= ACK_FLUSH_EVENTS {
+            self.flush_acks()?;
+        }
+        if self.connected_at.is_some() && self.more {
+            self.fill().await?;
+        }
+        Ok(())
     }
 
     fn client(&self) -> &AsyncClient {
@@ -147,7 +149,7 @@ impl<'a> Session<'a> {
                 );
                 self.connected_at = Some(Instant::now());
                 self.down.send_if_modified(|d| d.take().is_some());
-                super::record_state(self.d, "up", "").await;
+                super::record_state(self.d, "mqtt", "up", "").await;
                 if self.s.command_key.is_some() {
                     self.client()
                         .try_subscribe(self.s.topics.commands.clone(), QoS::AtLeastOnce)
@@ -189,7 +191,7 @@ impl<'a> Session<'a> {
                             self.s.topics.commands
                         );
                         tracing::error!("{msg}");
-                        super::record_state(self.d, "up", &msg).await;
+                        super::record_state(self.d, "mqtt", "up", &msg).await;
                     }
                 }
             }
@@ -249,7 +251,7 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
-    async fn flush_acks(&mut self) -> Result<(), String> {
+    fn flush_acks(&mut self) -> Result<(), String> {
         self.ack_deadline = None;
         if self.acks.is_empty() {
             return Ok(());
@@ -364,13 +366,9 @@ impl<'a> Session<'a> {
                     Err(ApplyError::Store(e)) => Err(failed(format!("applying a command: {e}"))),
                 }
             }
-            RequestKind::StatusGet => {
-                let mut v = status::heartbeat(self.d, &self.s.site, self.started)
-                    .await
-                    .map_err(failed)?;
-                v["uplink"] = json!({"via": "mqtt", "state": "up"});
-                Ok(v)
-            }
+            RequestKind::StatusGet => status::heartbeat(self.d, &self.s.site, self.started)
+                .await
+                .map_err(failed),
             RequestKind::SessionsList(q) => {
                 let limit = q.limit.clamp(1, 1000);
                 self.d
@@ -400,7 +398,7 @@ impl<'a> Session<'a> {
     /// A clean stop: say `offline` ourselves (the will is only for when we vanish), then
     /// disconnect and give the event loop a moment to send both.
     async fn goodbye(&mut self, pump: &Pump) {
-        let _ = self.flush_acks().await;
+        let _ = self.flush_acks();
         if self.connected_at.is_some() {
             let _ = self.publish_other(
                 &self.s.topics.status.clone(),

@@ -47,13 +47,6 @@ pub async fn heartbeat(d: &Daemon, site: &str, started: Instant) -> Result<Value
     v["uptime-s"] = json!(started.elapsed().as_secs());
     v["rss-bytes"] = json!(rss_bytes());
     v["router"] = router;
-    // The per-type breakdown is for the CLI; the heartbeat stays small.
-    if let Some(o) = v.get_mut("outbox").and_then(Value::as_object_mut) {
-        o.remove("by-type");
-    }
-    if let Some(o) = v.as_object_mut() {
-        o.remove("uplink");
-    }
     Ok(v)
 }
 

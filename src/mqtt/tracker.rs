@@ -81,10 +81,6 @@ impl Tracker {
     pub fn event_messages(&self) -> usize {
         self.event_messages
     }
-
-    pub fn is_idle(&self) -> bool {
-        self.awaiting.is_empty() && self.inflight.is_empty() && self.collided.is_none()
-    }
 }
 
 /// Acknowledged seq ranges waiting to be removed from the outbox in one transaction.
@@ -143,7 +139,6 @@ mod tests {
         assert_eq!(t.acked(7), Some(ev(1, 1)));
         assert_eq!(t.acked(7), None, "a second ack for one id is not ours");
         assert_eq!(t.event_messages(), 0);
-        assert!(t.is_idle());
     }
 
     #[test]

@@ -25,10 +25,13 @@ pub struct LinkSettings {
     pub probe_interval: Duration,
 }
 
-/// Backoff after the n-th consecutive failure: 0.5 s doubling to 30 s.
-pub fn backoff(failures: u32) -> Duration {
-    Duration::from_millis(500u64.saturating_mul(1 << failures.saturating_sub(1).min(6)))
-        .min(Duration::from_secs(30))
+/// Reconnect waits: 0.5 s doubling to 30 s (the router is on the LAN; come back fast).
+fn backoff(failures: u32) -> Duration {
+    crate::backoff::backoff(
+        failures,
+        Duration::from_millis(500),
+        Duration::from_secs(30),
+    )
 }
 
 /// After this long connected, the failure count starts again from zero.
@@ -176,19 +179,5 @@ impl RouterLink {
             last_error: st.last_error.clone(),
             reconnects: *self.generation.borrow(),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_and_caps() {
-        assert_eq!(backoff(1), Duration::from_millis(500));
-        assert_eq!(backoff(2), Duration::from_secs(1));
-        assert_eq!(backoff(3), Duration::from_secs(2));
-        assert_eq!(backoff(7), Duration::from_secs(30));
-        assert_eq!(backoff(50), Duration::from_secs(30));
     }
 }

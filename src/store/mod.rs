@@ -23,7 +23,7 @@ use crate::clock::{Clock, ClockState, Now, TimePolicy};
 use crate::engine::{Command, Engine, EngineError, Entropy, Outcome, Rejection};
 pub use handle::{StoreGone, StoreHandle};
 use ledger::TxLedger;
-pub use outbox::{envelope, json_array, OutboxEvent, Trimmed};
+pub use outbox::{json_array, OutboxEvent, Trimmed};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -24,7 +24,7 @@ pub struct Trimmed {
 
 /// The envelope, written by hand: the payload is stored as JSON text and goes out as it is,
 /// with no parse and re-serialise per event.
-pub fn envelope(
+fn envelope(
     site: &str,
     seq: i64,
     event_id: &str,
@@ -152,35 +152,26 @@ impl Store {
         }))
     }
 
-    /// Depth and age of the outbox, cheaply (for the heartbeat).
-    pub fn outbox_depth(&self, now: &Now) -> Result<Value, StoreError> {
-        let (depth, money, oldest_at): (i64, i64, Option<i64>) = self.conn.query_row(
-            "SELECT count(*), coalesce(sum(money), 0), min(occurred_at) FROM outbox",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )?;
-        Ok(json!({
-            "depth": depth,
-            "money-events": money,
-            "oldest-age-ms": oldest_at.map(|t| (now.wall_ms - t).max(0)),
-        }))
-    }
-
     /// The uplink's state, kept in `meta` so `status` in another process can show it. Written
-    /// only when it changes (a flash write each time).
-    pub fn set_uplink_state(&mut self, state: &Value) -> Result<(), StoreError> {
-        let text = state.to_string();
-        let old: Option<String> = self
-            .conn
-            .query_row("SELECT value FROM meta WHERE key = 'uplink'", [], |r| {
-                r.get(0)
-            })
-            .optional()?;
-        if old.as_deref() != Some(text.as_str()) {
+    /// only when via, state or error change (a flash write each time); `since` is when they did.
+    pub fn set_uplink_state(
+        &mut self,
+        via: &str,
+        state: &str,
+        error: Option<&str>,
+        now: &Now,
+    ) -> Result<(), StoreError> {
+        let old = self.uplink_state()?;
+        let same = old.get("via").and_then(Value::as_str) == Some(via)
+            && old.get("state").and_then(Value::as_str) == Some(state)
+            && old.get("error").and_then(Value::as_str) == error;
+        if !same {
+            let v =
+                json!({"via": via, "state": state, "since": rfc3339(now.wall_ms), "error": error});
             self.conn.execute(
                 "INSERT INTO meta (key, value) VALUES ('uplink', ?1)
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                params![text],
+                params![v.to_string()],
             )?;
         }
         Ok(())
