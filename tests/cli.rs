@@ -66,6 +66,23 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// `payments record` of plan 1h for cash, reference C1.
+fn cash_sale(config: &Path) -> Value {
+    json(
+        config,
+        &[
+            "payments",
+            "record",
+            "--provider",
+            "cash",
+            "--reference",
+            "C1",
+            "--plan",
+            "1h",
+        ],
+    )
+}
+
 fn json(config: &Path, args: &[&str]) -> Value {
     let mut a = vec!["--json"];
     a.extend_from_slice(args);
@@ -221,19 +238,7 @@ fn a_payment_recorded_twice_buys_one_grant() {
 #[test]
 fn json_output_parses_for_every_listing() {
     let e = env_with(PLANS);
-    json(
-        &e.config,
-        &[
-            "payments",
-            "record",
-            "--provider",
-            "cash",
-            "--reference",
-            "C1",
-            "--plan",
-            "1h",
-        ],
-    );
+    cash_sale(&e.config);
     for args in [
         &["status"][..],
         &["plans", "list"],
@@ -261,19 +266,7 @@ fn json_output_parses_for_every_listing() {
 #[test]
 fn users_suspend_resume_and_extend() {
     let e = env_with(PLANS);
-    let r = json(
-        &e.config,
-        &[
-            "payments",
-            "record",
-            "--provider",
-            "cash",
-            "--reference",
-            "C1",
-            "--plan",
-            "1h",
-        ],
-    );
+    let r = cash_sale(&e.config);
     let user = r["user"].as_str().unwrap();
     json(&e.config, &["users", "suspend", user, "--reason", "abuse"]);
     assert_eq!(
@@ -386,19 +379,7 @@ fn run_expires_what_the_cli_sold_and_stops_on_sigterm() {
 #[test]
 fn failed_jobs_can_be_retried() {
     let e = env_with(PLANS);
-    let r = json(
-        &e.config,
-        &[
-            "payments",
-            "record",
-            "--provider",
-            "cash",
-            "--reference",
-            "C1",
-            "--plan",
-            "1h",
-        ],
-    );
+    let r = cash_sale(&e.config);
     let user = r["user"].as_str().unwrap();
     // What a router worker does after the last failed attempt.
     let conn = rusqlite::Connection::open(&e.db).unwrap();

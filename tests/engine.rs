@@ -38,11 +38,8 @@ fn duplicate_receipt_buys_once() {
     let other = s.ok(Command::PaymentConfirmed(PaymentArgs {
         provider: "cash".into(),
         reference: "QK12ABC345".into(),
-        phone: None,
-        amount: None,
         plan: "1h".into(),
-        mac: None,
-        ip: None,
+        ..Default::default()
     }));
     assert_eq!(other["duplicate"], false);
 }
@@ -55,10 +52,8 @@ fn command_id_applies_once_and_replays_the_result() {
         provider: "mpesa".into(),
         reference: "R1".into(),
         phone: Some("254700000001".into()),
-        amount: None,
         plan: "1h".into(),
-        mac: None,
-        ip: None,
+        ..Default::default()
     });
     let a = s.apply_id(Some("cmd-1"), cmd.clone()).unwrap();
     let b = s.apply_id(Some("cmd-1"), cmd).unwrap();
@@ -320,7 +315,7 @@ fn refused_commands_change_nothing() {
             amount,
             plan: plan.into(),
             mac: mac.map(String::from),
-            ip: None,
+            ..Default::default()
         })
     };
     assert_eq!(
@@ -555,11 +550,8 @@ fn a_refused_command_id_gets_the_same_refusal_even_once_it_would_succeed() {
     let cmd = Command::PaymentConfirmed(PaymentArgs {
         provider: "mpesa".into(),
         reference: "EARLY".into(),
-        phone: None,
-        amount: None,
         plan: "1h".into(),
-        mac: None,
-        ip: None,
+        ..Default::default()
     });
     let (code, _) = refused(s.apply_id(Some("c-1"), cmd.clone()).map(|a| a.result));
     assert_eq!(code, RejectCode::NotFound);
@@ -585,45 +577,28 @@ fn user_create_with_and_without_time() {
     let r = s.ok(Command::UserCreate(CreateUserArgs {
         user: Some("front-desk".into()),
         password: Some("s3cret-pw".into()),
-        phone: None,
-        mac: None,
         plan: Some("1h".into()),
-        time: None,
-        data: None,
+        ..Default::default()
     }));
     assert_eq!(r["user"], "front-desk");
     assert_eq!(r["password"], "s3cret-pw");
     assert_eq!(r["state"], "active");
     assert_eq!(r["time-left-ms"], HOUR);
     let bare = s.ok(Command::UserCreate(CreateUserArgs {
-        user: None,
-        password: None,
         phone: Some("0712345678".into()),
-        mac: None,
-        plan: None,
-        time: None,
-        data: None,
+        ..Default::default()
     }));
     assert_eq!(bare["state"], "expired", "no time yet: cannot log in");
     assert_eq!(bare["password"].as_str().unwrap().len(), 6);
     let (code, _) = refused(s.apply(Command::UserCreate(CreateUserArgs {
         user: Some("front-desk".into()),
-        password: None,
-        phone: None,
-        mac: None,
-        plan: None,
         time: Some("1h".into()),
-        data: None,
+        ..Default::default()
     })));
     assert_eq!(code, RejectCode::Conflict);
     let (code, _) = refused(s.apply(Command::UserCreate(CreateUserArgs {
         user: Some("bad name/".into()),
-        password: None,
-        phone: None,
-        mac: None,
-        plan: None,
-        time: None,
-        data: None,
+        ..Default::default()
     })));
     assert_eq!(code, RejectCode::BadArgs);
     assert_eq!(s.events_of("user.created").len(), 2);

@@ -42,10 +42,8 @@ fn payment(reference: &str, phone: Option<&str>) -> Command {
         provider: "mpesa".into(),
         reference: reference.into(),
         phone: phone.map(str::to_string),
-        amount: None,
         plan: "hour".into(),
-        mac: None,
-        ip: None,
+        ..Default::default()
     })
 }
 

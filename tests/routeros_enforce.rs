@@ -120,10 +120,10 @@ impl Rig {
                 provider: "mpesa".into(),
                 reference: reference.into(),
                 phone: Some(format!("2547000{}", &reference[1..])),
-                amount: None,
                 plan: plan.into(),
                 mac: Some(mac.into()),
                 ip: Some(ip.into()),
+                ..Default::default()
             }))
             .await
             .unwrap();
@@ -540,10 +540,8 @@ async fn ten_thousand_users_and_two_thousand_sessions() {
                     provider: "mpesa".into(),
                     reference: format!("P{n:06}"),
                     phone: Some(format!("2547{n:08}")),
-                    amount: None,
                     plan: "hour".into(),
-                    mac: None,
-                    ip: None,
+                    ..Default::default()
                 })
             })
             .collect();
@@ -680,10 +678,8 @@ async fn a_customer_who_pays_again_while_the_router_is_down_stays_online() {
             provider: "mpesa".into(),
             reference: "R2".into(),
             phone: Some("25470001".into()),
-            amount: None,
             plan: "hour".into(),
-            mac: None,
-            ip: None,
+            ..Default::default()
         }))
         .await
         .unwrap();

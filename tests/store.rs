@@ -197,10 +197,8 @@ fn a_damaged_file_is_refused_without_a_panic() {
                     provider: "mpesa".into(),
                     reference: format!("R{i}"),
                     phone: Some(format!("2547000{i:05}")),
-                    amount: None,
                     plan: "1h".into(),
-                    mac: None,
-                    ip: None,
+                    ..Default::default()
                 })
             })
             .collect();

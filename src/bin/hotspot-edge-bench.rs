@@ -118,10 +118,8 @@ fn payment(i: usize, repeat_buyers: bool) -> Command {
         provider: "mpesa".into(),
         reference: format!("P{i:07}"),
         phone: Some(format!("2547{customer:08}")),
-        amount: None,
         plan: "bench".into(),
-        mac: None,
-        ip: None,
+        ..Default::default()
     })
 }
 
@@ -503,10 +501,10 @@ fn enforce_lag(sessions: usize, plan_secs: u64, dir: Option<PathBuf>) {
                 provider: "mpesa".into(),
                 reference: format!("L{i:06}"),
                 phone: Some(format!("2547{i:08}")),
-                amount: None,
                 plan: "burst".into(),
                 mac: Some(format!("02:00:00:{:02X}:{:02X}:{:02X}", i >> 16, (i >> 8) & 255, i & 255)),
                 ip: Some(format!("10.{}.{}.{}", 5 + (i >> 16), (i >> 8) & 255, i & 255)),
+                ..Default::default()
             }))
             .collect();
         let t_pay = Instant::now();

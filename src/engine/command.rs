@@ -76,7 +76,7 @@ impl Command {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PaymentArgs {
     /// `mpesa`, `cash`, ... (lower case).
@@ -142,7 +142,7 @@ pub struct ExtendArgs {
     pub data: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct CreateUserArgs {
     /// Default: a generated name.

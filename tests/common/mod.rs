@@ -86,10 +86,9 @@ impl Site {
             provider: "mpesa".into(),
             reference: reference.into(),
             phone: Some(phone.into()),
-            amount: None,
             plan: plan.into(),
             mac: mac.map(String::from),
-            ip: None,
+            ..Default::default()
         }))
     }
 
