@@ -51,6 +51,7 @@ pub fn sync_config_plans(
                 data: p.data.map(|d| format!("{}B", d.0)),
                 rate_limit: p.rate_limit.clone(),
                 devices: Some(p.devices),
+                idle_timeout: p.idle_timeout.map(|s| s.to_string()),
                 source: Some("config".into()),
             })
         })

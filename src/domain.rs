@@ -212,6 +212,9 @@ pub struct Plan {
     pub rate_limit: Option<String>,
     /// Devices that may be logged in at once (RouterOS `shared-users`).
     pub devices: u32,
+    /// A session idle this long is logged out by the NAS (RADIUS Idle-Timeout).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<Span>,
 }
 
 #[cfg(test)]

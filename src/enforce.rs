@@ -22,7 +22,7 @@ use crate::engine::command::{
 };
 use crate::engine::model::UserState;
 use crate::engine::{Command, Engine, Job, OsEntropy};
-use crate::nas::{ActiveSession, DesiredProfile, DesiredUser, Nas};
+use crate::nas::{ActiveSession, DesiredProfile, DesiredUser, Nas, NasLink};
 use crate::routeros::client::RouterError;
 use crate::routeros::format::format_duration;
 use crate::routeros::link::RouterLink;
@@ -45,11 +45,11 @@ pub enum StepError {
     Gone(#[from] StoreGone),
 }
 
-pub struct Enforcer {
+pub struct Enforcer<L: NasLink = RouterLink> {
     pub store: StoreHandle,
     pub clock: Arc<dyn Clock>,
     pub engine: Arc<Engine>,
-    pub link: Arc<RouterLink>,
+    pub link: Arc<L>,
     pub settings: EnforceSettings,
     /// Notified when new jobs may be due (after a tick, after a poll).
     pub jobs_wake: Arc<Notify>,
@@ -79,7 +79,7 @@ fn job_backoff_ms(attempts: i64) -> i64 {
     (1000i64 << attempts.clamp(0, 8)).min(300_000)
 }
 
-impl Enforcer {
+impl<L: NasLink> Enforcer<L> {
     async fn apply(
         &self,
         source: &'static str,

@@ -15,6 +15,7 @@ pub mod engine;
 pub mod logging;
 pub mod mqtt;
 pub mod nas;
+pub mod radius;
 pub mod routeros;
 pub mod runtime;
 pub mod secret;

@@ -89,3 +89,15 @@ pub trait Nas: Send + Sync {
     ) -> impl Future<Output = Result<(), E>> + Send;
     fn health(&self) -> impl Future<Output = Result<Health, E>> + Send;
 }
+
+/// How the enforcer reaches its NAS: a RouterOS API connection that may drop and come back, or
+/// RADIUS NASes reached over UDP (always "up").
+pub trait NasLink: Send + Sync + 'static {
+    type Nas: Nas;
+    /// Changes after every reconnect (the enforcer then re-reads the NAS).
+    fn generation(&self) -> tokio::sync::watch::Receiver<u64>;
+    /// The NAS, connected; fails while it is unreachable.
+    fn get(&self) -> impl Future<Output = Result<Self::Nas, E>> + Send;
+    /// Tells the link that `e` broke it.
+    fn broken(&self, e: &E) -> impl Future<Output = ()> + Send;
+}

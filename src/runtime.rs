@@ -39,6 +39,14 @@ pub enum RunError {
     Config(String),
 }
 
+/// The RADIUS server's bound addresses (a port 0 in the config becomes a real one) and counters.
+#[derive(Clone)]
+pub struct RadiusInfo {
+    pub auth: std::net::SocketAddr,
+    pub accounting: std::net::SocketAddr,
+    pub stats: Arc<crate::radius::RadiusStats>,
+}
+
 /// A handle on a running daemon, for in-process callers (tests, the demo, later the MQTT and
 /// portal adapters).
 #[derive(Clone)]
@@ -47,6 +55,8 @@ pub struct Daemon {
     pub clock: Arc<dyn Clock>,
     /// The router connection, when a router backend is configured.
     pub link: Option<Arc<RouterLink>>,
+    /// The RADIUS server, when `[radius]` is configured.
+    pub radius: Option<RadiusInfo>,
     wake: Arc<Notify>,
     jobs_wake: Arc<Notify>,
     poll_wake: Arc<Notify>,
@@ -92,7 +102,21 @@ pub async fn run_with(
             config.router_password().map_err(RunError::Config)?,
             config.router_tls().map_err(RunError::Config)?,
         )),
-        RouterKind::None => None,
+        RouterKind::None | RouterKind::Radius => None,
+    };
+    let radius = match &config.radius {
+        Some(r) => {
+            let s = crate::radius::RadiusSettings::resolve(
+                r.get_ref(),
+                config.router.kind != RouterKind::Routeros,
+            )
+            .map_err(RunError::Config)?;
+            let sockets = crate::radius::server::bind(&s)
+                .await
+                .map_err(RunError::Config)?;
+            Some((Arc::new(s), sockets))
+        }
+        None => None,
     };
     let mqtt = crate::mqtt::MqttSettings::from_config(&config).map_err(RunError::Config)?;
     let (handle, thread) = StoreHandle::spawn(store).map_err(RunError::Thread)?;
@@ -101,6 +125,7 @@ pub async fn run_with(
         store: handle.clone(),
         clock: clock.clone(),
         link: None,
+        radius: None,
         wake: Arc::new(Notify::new()),
         jobs_wake: Arc::new(Notify::new()),
         poll_wake: Arc::new(Notify::new()),
@@ -144,6 +169,55 @@ pub async fn run_with(
         tasks.push(tokio::spawn(enforcer.clone().run_jobs(stop_rx.clone())));
         tasks.push(tokio::spawn(enforcer.run_poll(stop_rx.clone())));
         daemon.link = Some(link);
+    }
+    if let Some((settings, (auth, acct))) = radius {
+        let engine = Arc::new(app::engine(&config));
+        if config.router.kind == RouterKind::Radius {
+            let link = crate::radius::RadiusLink::new(crate::radius::RadiusNas::new(
+                settings.clone(),
+                handle.clone(),
+            ));
+            let enforcer = Arc::new(Enforcer {
+                store: handle.clone(),
+                clock: clock.clone(),
+                engine: engine.clone(),
+                link,
+                settings: EnforceSettings {
+                    hotspot_server: String::new(),
+                    usage_poll: Duration::from_secs(3600),
+                    safety_margin_ms: 0,
+                },
+                jobs_wake: daemon.jobs_wake.clone(),
+                poll_wake: daemon.poll_wake.clone(),
+                profiles_ok: Default::default(),
+            });
+            // No poll: sessions and usage arrive as accounting.
+            tasks.push(tokio::spawn(enforcer.run_jobs(stop_rx.clone())));
+        }
+        let server = Arc::new(crate::radius::RadiusServer::new(
+            settings.clone(),
+            daemon.clone(),
+            engine,
+        ));
+        let info = RadiusInfo {
+            auth: auth.local_addr().unwrap_or(settings.auth_listen),
+            accounting: acct.local_addr().unwrap_or(settings.accounting_listen),
+            stats: server.stats.clone(),
+        };
+        tracing::info!(
+            auth = %info.auth,
+            accounting = %info.accounting,
+            clients = settings.clients.len(),
+            accounting_applied = settings.apply_accounting,
+            "RADIUS server listening"
+        );
+        daemon.radius = Some(info);
+        tasks.push(tokio::spawn(server.clone().serve(
+            auth,
+            false,
+            stop_rx.clone(),
+        )));
+        tasks.push(tokio::spawn(server.serve(acct, true, stop_rx.clone())));
     }
     let (down_tx, down_rx) = watch::channel(Some(std::time::Instant::now()));
     if let Some(m) = mqtt {

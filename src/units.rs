@@ -206,6 +206,23 @@ pub fn check_rate_limit(text: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The first (steady) pair of a RouterOS rate limit in bits per second: (upload, download),
+/// i.e. the router's rx/tx. `k`, `M`, `G` are powers of 1000, as RouterOS reads them.
+pub fn rate_limit_bps(text: &str) -> Option<(u64, u64)> {
+    let first = text.split_whitespace().next()?;
+    let (up, down) = first.split_once('/')?;
+    let rate = |h: &str| -> Option<u64> {
+        let (digits, scale) = match h.as_bytes().last()? {
+            b'k' | b'K' => (&h[..h.len() - 1], 1_000),
+            b'M' => (&h[..h.len() - 1], 1_000_000),
+            b'G' => (&h[..h.len() - 1], 1_000_000_000),
+            _ => (h, 1),
+        };
+        digits.parse::<u64>().ok()?.checked_mul(scale)
+    };
+    Some((rate(up)?, rate(down)?))
+}
+
 fn is_rate(h: &str) -> bool {
     let h = h.strip_suffix(['k', 'K', 'M', 'G']).unwrap_or(h);
     !h.is_empty() && h.chars().all(|c| c.is_ascii_digit())
@@ -248,5 +265,12 @@ mod tests {
         assert!(check_rate_limit("2M/4M 4M/8M 1M/2M 10/10").is_ok());
         assert!(check_rate_limit("2M").is_err());
         assert!(check_rate_limit("fast/slow").is_err());
+        assert_eq!(rate_limit_bps("512k/2M"), Some((512_000, 2_000_000)));
+        assert_eq!(
+            rate_limit_bps("2M/4M 4M/8M 1M/2M 10/10"),
+            Some((2_000_000, 4_000_000))
+        );
+        assert_eq!(rate_limit_bps("1G/10"), Some((1_000_000_000, 10)));
+        assert_eq!(rate_limit_bps("fast"), None);
     }
 }

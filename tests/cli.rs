@@ -101,7 +101,7 @@ fn fixture(name: &str) -> PathBuf {
 #[test]
 fn check_config_names_file_line_and_column_and_exits_78() {
     let cases = [
-        ("bad-unknown-key.toml", "10:1: unknown field `colour`, expected one of `id`, `name`, `price`, `currency`, `time`, `validity`, `data`, `rate-limit`, `devices`"),
+        ("bad-unknown-key.toml", "10:1: unknown field `colour`, expected one of `id`, `name`, `price`, `currency`, `time`, `validity`, `data`, `rate-limit`, `devices`, `idle-timeout`"),
         ("bad-duration.toml", "9:8: bad duration \"one hour\": expected a number at \"one hour\" (units: w d h m s ms)"),
         ("bad-site-id.toml", "2:6: bad site id \"Nairobi/Market\": use 1-64 characters of a-z, 0-9, '-' or '_' (it becomes part of MQTT topics)"),
         ("bad-syntax.toml", "3:21: invalid basic string, expected `\"`"),
@@ -258,7 +258,7 @@ fn json_output_parses_for_every_listing() {
     let status = json(&e.config, &["status"]);
     assert_eq!(status["site"], "cli-test");
     assert_eq!(status["payments"], 1);
-    assert_eq!(status["database"]["schema-version"], 2);
+    assert_eq!(status["database"]["schema-version"], 3);
     let outbox = json(&e.config, &["outbox", "list"]);
     assert_eq!(outbox[0]["type"], "plan.upserted");
 }

@@ -102,6 +102,7 @@ fn plan_cmd() -> Command {
         data: None,
         rate_limit: None,
         devices: Some(1),
+        idle_timeout: None,
         source: Some("cli".into()),
     })
 }

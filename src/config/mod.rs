@@ -12,7 +12,9 @@ use crate::domain::{Currency, Plan, PlanId, Validity, VOUCHER_MAX_LEN, VOUCHER_M
 use crate::secret::Secret;
 use crate::units::{check_rate_limit, Bytes, Span};
 
+mod radius;
 mod uplink;
+pub use radius::{check_secret, ClientNetwork, NasKind, RadiusClientConfig, RadiusConfig};
 pub use uplink::{BrokerUrl, HttpUplinkConfig, MqttConfig, UplinkConfig, SYSTEM_CA_BUNDLE};
 
 pub const DEFAULT_PATH: &str = "/etc/hotspot-edge/config.toml";
@@ -42,7 +44,7 @@ pub struct Config {
     #[serde(default)]
     pub uplink: UplinkConfig,
     #[serde(default)]
-    pub radius: Option<Reserved<RadiusName>>,
+    pub radius: Option<Spanned<RadiusConfig>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -227,6 +229,8 @@ pub struct PlanConfig {
     pub rate_limit: Option<Spanned<String>>,
     #[serde(default = "default_devices")]
     pub devices: Spanned<u32>,
+    /// A session idle this long is logged out by a RADIUS NAS (Idle-Timeout).
+    pub idle_timeout: Option<Span>,
 }
 
 fn default_validity() -> Validity {
@@ -248,6 +252,7 @@ impl PlanConfig {
             data: self.data,
             rate_limit: self.rate_limit.as_ref().map(|r| r.get_ref().clone()),
             devices: *self.devices.get_ref(),
+            idle_timeout: self.idle_timeout,
         }
     }
 }
@@ -260,6 +265,9 @@ pub enum RouterKind {
     None,
     /// A MikroTik RouterOS hotspot, managed over its API.
     Routeros,
+    /// Any RADIUS NAS (MikroTik in RADIUS mode, CoovaChilli): it asks our `[radius]` server,
+    /// and is told to log users out with RFC 5176 Disconnect-Requests.
+    Radius,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -309,30 +317,6 @@ impl Default for RouterConfig {
             probe_interval: Span::from_secs(5),
             safety_margin: Span::from_secs(60),
         }
-    }
-}
-
-/// A section name kept for a later release. Writing it today is an error that says so, rather
-/// than a silently ignored setting.
-#[derive(Debug, Clone)]
-pub struct Reserved<N>(std::marker::PhantomData<N>);
-
-pub trait SectionName {
-    const NAME: &'static str;
-}
-#[derive(Debug, Clone)]
-pub struct RadiusName;
-impl SectionName for RadiusName {
-    const NAME: &'static str = "radius";
-}
-
-impl<'de, N: SectionName> Deserialize<'de> for Reserved<N> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let _ = serde::de::IgnoredAny::deserialize(d)?;
-        Err(serde::de::Error::custom(format!(
-            "[{}] is reserved for a later release: this build does not support it yet; remove the section",
-            N::NAME
-        )))
     }
 }
 
@@ -550,6 +534,19 @@ fn check(c: &Config) -> Result<Vec<String>, (std::ops::Range<usize>, String)> {
             }
         }
     }
+    match (&c.radius, c.router.kind) {
+        (Some(r), _) => {
+            warnings.extend(radius::check_radius(r.get_ref()).map_err(|e| (r.span(), e))?)
+        }
+        (None, RouterKind::Radius) => {
+            return Err((
+                0..0,
+                "[router] kind = \"radius\" needs a [radius] section with its [[radius.clients]]"
+                    .into(),
+            ))
+        }
+        (None, _) => {}
+    }
     if let Some(m) = &c.mqtt {
         warnings.extend(uplink::check_mqtt(m.get_ref()).map_err(|e| (m.span(), e))?);
         // Reads the key, password and certificate files as the daemon will.
@@ -672,7 +669,7 @@ time = "1h"
         let text = format!("{GOOD}colour = \"blue\"\n");
         assert_eq!(
             err(&text),
-            "c.toml:11:1: unknown field `colour`, expected one of `id`, `name`, `price`, `currency`, `time`, `validity`, `data`, `rate-limit`, `devices`"
+            "c.toml:11:1: unknown field `colour`, expected one of `id`, `name`, `price`, `currency`, `time`, `validity`, `data`, `rate-limit`, `devices`, `idle-timeout`"
         );
     }
 
@@ -698,7 +695,7 @@ time = "1h"
         );
         let text = format!("{GOOD}\n[radius]\nport = 1812\n");
         assert!(
-            err(&text).contains("[radius] is reserved"),
+            err(&text).starts_with("c.toml:13:1: unknown field `port`"),
             "{}",
             err(&text)
         );

@@ -207,6 +207,9 @@ pub struct PlanArgs {
     pub rate_limit: Option<String>,
     #[serde(default)]
     pub devices: Option<u32>,
+    /// A session idle this long is logged out (RADIUS Idle-Timeout), e.g. `15m`.
+    #[serde(default)]
+    pub idle_timeout: Option<String>,
     /// Who owns the plan: `config`, `cloud` or `cli`.
     #[serde(default)]
     pub source: Option<String>,

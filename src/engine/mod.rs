@@ -5,6 +5,7 @@
 //! the outbox and the router jobs. It never touches a socket, a file or the system clock, so
 //! expiry, quotas and clock jumps are tested with a fake clock to the millisecond.
 
+pub mod access;
 pub mod command;
 pub mod event;
 pub mod grants;
@@ -1116,6 +1117,13 @@ impl Cx<'_> {
                 .map_err(bad)?,
             rate_limit: a.rate_limit.clone(),
             devices,
+            idle_timeout: match a.idle_timeout.as_deref().map(parse_span).transpose() {
+                Ok(Some(s)) if s.ms() < 1000 => {
+                    return Err(bad("idle-timeout must be at least 1s"))
+                }
+                Ok(t) => t,
+                Err(e) => return Err(bad(e)),
+            },
         };
         let source = a.source.clone().unwrap_or_else(|| "cli".into());
         if !["config", "cloud", "cli"].contains(&source.as_str()) {
@@ -1161,48 +1169,37 @@ impl Cx<'_> {
             return Ok(json!({"session": s.id, "duplicate": true}));
         }
         let mut user = self.user(&a.user)?;
-        match user.state {
-            UserState::Suspended => {
-                return reject(RejectCode::Suspended, "this account is suspended")
-            }
-            UserState::Expired => return reject(RejectCode::Expired, "your time has run out"),
-            UserState::Active => {}
+        // Time and data left as of now: a grant that ended a moment ago is not an entitlement.
+        if user.state == UserState::Active {
+            self.settle(&mut user)?;
         }
-        if let (Some(bound), Some(m)) = (&user.mac, &mac) {
-            if bound != m {
-                return reject(
-                    RejectCode::MacNotAllowed,
-                    "this account is tied to another device",
-                );
-            }
-        }
-        self.settle(&mut user)?;
         let open = self.l.open_grants(user.id)?;
-        let Some(current) = open
+        let current = open
             .iter()
             .find(|g| g.state == GrantState::Running)
             .or_else(|| open.first())
-            .cloned()
-        else {
-            return reject(RejectCode::NoEntitlement, "your time has run out");
-        };
-        if grants::data_left(&current) == Some(0) {
-            return reject(RejectCode::NoEntitlement, "your data has run out");
-        }
-        let active = self.l.active_sessions(user.id)?;
-        let devices = match self.l.plan(current.plan_id.as_str())? {
-            Some(p) => p.plan.devices,
+            .cloned();
+        let devices = match &current {
+            Some(g) => self
+                .l
+                .plan(g.plan_id.as_str())?
+                .map_or(1, |p| p.plan.devices),
             None => 1,
         };
-        if active.len() as u32 >= devices {
-            return reject(
-                RejectCode::TooManyDevices,
-                format!(
-                    "this account is already in use on {} device(s)",
-                    active.len()
-                ),
-            );
+        let facts = access::Facts {
+            state: user.state,
+            bound_mac: user.mac.as_ref(),
+            has_grant: current.is_some(),
+            data_left: current.as_ref().and_then(grants::data_left),
+            sessions: self.l.active_sessions(user.id)?.len() as u32,
+            devices,
+        };
+        if let Err(r) = access::admit(&facts, mac.as_ref()) {
+            return reject(r.code, r.message);
         }
+        let Some(current) = current else {
+            return reject(RejectCode::NoEntitlement, "your time has run out");
+        };
         let mut session = Session {
             id: 0,
             user_id: user.id,

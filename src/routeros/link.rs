@@ -181,3 +181,16 @@ impl RouterLink {
         }
     }
 }
+
+impl crate::nas::NasLink for RouterLink {
+    type Nas = RouterOsBackend;
+    fn generation(&self) -> watch::Receiver<u64> {
+        RouterLink::generation(self)
+    }
+    async fn get(&self) -> Result<RouterOsBackend, RouterError> {
+        RouterLink::get(self).await
+    }
+    async fn broken(&self, e: &RouterError) {
+        RouterLink::broken(self, e).await
+    }
+}

@@ -158,7 +158,8 @@ fn session_row(r: &Row<'_>) -> rusqlite::Result<Session> {
 }
 
 pub(crate) const PLAN_COLS: &str =
-    "id, name, price, currency, time_ms, validity, data_bytes, rate_limit, devices, active, source";
+    "id, name, price, currency, time_ms, validity, data_bytes, rate_limit, devices, active, source,
+     idle_timeout_ms";
 pub(crate) fn plan_row(r: &Row<'_>) -> rusqlite::Result<StoredPlan> {
     let currency: String = r.get(3)?;
     Ok(StoredPlan {
@@ -172,6 +173,7 @@ pub(crate) fn plan_row(r: &Row<'_>) -> rusqlite::Result<StoredPlan> {
             data: r.get::<_, Option<i64>>(6)?.map(|v| Bytes(v as u64)),
             rate_limit: r.get(7)?,
             devices: r.get(8)?,
+            idle_timeout: r.get::<_, Option<i64>>(11)?.map(Span),
         },
         active: r.get(9)?,
         source: r.get(10)?,
@@ -191,13 +193,14 @@ impl Ledger for TxLedger<'_> {
         let now = self.now.wall_ms;
         self.exec(
             "INSERT INTO plans (id, name, price, currency, time_ms, validity, data_bytes, rate_limit,
-                                devices, source, active, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                                devices, source, active, updated_at, idle_timeout_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
              ON CONFLICT (id) DO UPDATE SET name = excluded.name, price = excluded.price,
                 currency = excluded.currency, time_ms = excluded.time_ms,
                 validity = excluded.validity, data_bytes = excluded.data_bytes,
                 rate_limit = excluded.rate_limit, devices = excluded.devices,
-                source = excluded.source, active = excluded.active, updated_at = excluded.updated_at",
+                source = excluded.source, active = excluded.active, updated_at = excluded.updated_at,
+                idle_timeout_ms = excluded.idle_timeout_ms",
             params![
                 p.id.as_str(),
                 p.name,
@@ -210,7 +213,8 @@ impl Ledger for TxLedger<'_> {
                 p.devices,
                 source,
                 active,
-                now
+                now,
+                p.idle_timeout.map(|s| s.ms())
             ],
         )?;
         Ok(())

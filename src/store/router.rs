@@ -19,6 +19,32 @@ pub struct JobRow {
     pub max_attempts: i64,
 }
 
+/// An open session as the NAS knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenSession {
+    pub nas_session_id: String,
+    pub user: String,
+    pub mac: Option<String>,
+    pub ip: Option<String>,
+}
+
+/// A user as a RADIUS Access-Request sees it.
+#[derive(Debug, Clone)]
+pub struct AccessView {
+    pub user: RouterUser,
+    pub user_id: i64,
+    /// The running grant (or the next queued one) while there is time left.
+    pub grant_id: Option<i64>,
+    /// Data left on that grant (`None`: no data cap).
+    pub grant_data_left: Option<u64>,
+    /// The plan of that grant, for the rate limit, idle timeout and devices.
+    pub plan: Option<crate::domain::Plan>,
+    /// Sessions open now.
+    pub sessions: u32,
+    /// Why the last grant ended (`time`, `data`, ...), when none is in use.
+    pub last_end_reason: Option<String>,
+}
+
 /// A user as the router should have it, derived from our state at the moment of the job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouterUser {
@@ -138,6 +164,58 @@ impl Store {
     }
 
     pub fn router_user(&self, now: &Now, username: &str) -> Result<Option<RouterUser>, StoreError> {
+        Ok(self.user_now(now, username)?.map(|(u, _, _)| u))
+    }
+
+    /// What a RADIUS server needs to answer an Access-Request for `username` at `now`; a read.
+    pub fn access_view(&self, now: &Now, username: &str) -> Result<Option<AccessView>, StoreError> {
+        let Some((user, user_id, grant)) = self.user_now(now, username)? else {
+            return Ok(None);
+        };
+        let plan = match &user.plan {
+            Some(p) => self
+                .conn
+                .prepare_cached(&format!("SELECT {PLAN_COLS} FROM plans WHERE id = ?1"))?
+                .query_row(params![p], plan_row)
+                .optional()?
+                .map(|p| p.plan),
+            None => None,
+        };
+        let sessions: u32 = self
+            .conn
+            .prepare_cached(
+                "SELECT count(*) FROM sessions WHERE user_id = ?1 AND ended_at IS NULL",
+            )?
+            .query_row(params![user_id], |r| r.get(0))?;
+        let last_end_reason = match grant {
+            Some(_) => None,
+            None => self
+                .conn
+                .prepare_cached(
+                    "SELECT end_reason FROM grants WHERE user_id = ?1 AND state = 'ended'
+                     ORDER BY id DESC LIMIT 1",
+                )?
+                .query_row(params![user_id], |r| r.get(0))
+                .optional()?
+                .flatten(),
+        };
+        Ok(Some(AccessView {
+            last_end_reason,
+            user,
+            user_id,
+            grant_id: grant.as_ref().map(|g| g.id),
+            grant_data_left: grant.as_ref().and_then(grants::data_left),
+            plan,
+            sessions,
+        }))
+    }
+
+    /// The user at `now` (entitlement computed, nothing written), its id and the grant in use.
+    fn user_now(
+        &self,
+        now: &Now,
+        username: &str,
+    ) -> Result<Option<(RouterUser, i64, Option<crate::engine::model::Grant>)>, StoreError> {
         let user = self
             .conn
             .prepare_cached("SELECT id, password, state, mac FROM users WHERE username = ?1")?
@@ -175,7 +253,8 @@ impl Store {
                 .query_row(params![id], |r| r.get(0))
                 .optional()?,
         };
-        Ok(Some(RouterUser {
+        let in_use = current.filter(|_| e.time_left_ms > 0).cloned();
+        let user = RouterUser {
             name: username.to_string(),
             password,
             state: UserState::parse(&state)
@@ -184,7 +263,8 @@ impl Store {
             time_left_ms: e.time_left_ms,
             data_left: e.data_left,
             mac,
-        }))
+        };
+        Ok(Some((user, id, in_use)))
     }
 
     /// Of `names`, the users we know and whether each is entitled now (active with an open
@@ -217,6 +297,31 @@ impl Store {
              WHERE s.ended_at IS NULL",
         )?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Open sessions with what a RADIUS Disconnect-Request names them by: all of them, or of
+    /// one user, or the one with this NAS session id.
+    pub fn open_sessions_for(
+        &self,
+        user: Option<&str>,
+        nas_session_id: Option<&str>,
+    ) -> Result<Vec<OpenSession>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT s.nas_session_id, u.username, s.mac, s.ip FROM sessions s
+             JOIN users u ON u.id = s.user_id
+             WHERE s.ended_at IS NULL AND (?1 IS NULL OR u.username = ?1)
+               AND (?2 IS NULL OR s.nas_session_id = ?2)
+             ORDER BY s.id",
+        )?;
+        let rows = stmt.query_map(params![user, nas_session_id], |r| {
+            Ok(OpenSession {
+                nas_session_id: r.get(0)?,
+                user: r.get(1)?,
+                mac: r.get(2)?,
+                ip: r.get(3)?,
+            })
+        })?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 

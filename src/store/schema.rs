@@ -153,6 +153,10 @@ CREATE TABLE audit (
     detail       TEXT
 );
 "#,
+    // 3: RADIUS: the plan's idle timeout (Idle-Timeout in Access-Accepts).
+    r#"
+ALTER TABLE plans ADD COLUMN idle_timeout_ms INTEGER CHECK (idle_timeout_ms > 0);
+"#,
 ];
 
 pub fn latest_version() -> i64 {

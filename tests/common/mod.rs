@@ -77,6 +77,7 @@ impl Site {
             data: data.map(String::from),
             rate_limit: Some("2M/5M".into()),
             devices: Some(devices),
+            idle_timeout: None,
             source: Some("cli".into()),
         }));
     }

@@ -1,0 +1,117 @@
+//! Replies kept for retransmitted requests (RFC 5080 §2.2.2): a NAS that did not hear our answer
+//! sends the same packet again (same source, identifier and authenticator). It gets the same
+//! reply, and an accounting update is not applied twice. Pure: the caller passes `now`.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long a reply is kept: longer than any NAS retransmits (MikroTik: 3 tries over ~3 s;
+/// FreeRADIUS keeps them 30 s by default too).
+pub const KEEP: Duration = Duration::from_secs(30);
+
+/// Beyond this many remembered requests the oldest are forgotten first (memory stays bounded
+/// under a flood; ~100 bytes each plus the reply).
+pub const MAX_ENTRIES: usize = 50_000;
+
+pub type Key = (SocketAddr, u8, [u8; 16]);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seen {
+    /// A new request: handle it, then `complete` it.
+    New,
+    /// Being handled now: drop the duplicate, the reply is on its way.
+    InProgress,
+    /// Answered already: send this again.
+    Answered(Arc<[u8]>),
+}
+
+type Entry = (Instant, Option<Arc<[u8]>>);
+
+#[derive(Default)]
+pub struct ReplyCache {
+    /// When each request was first seen, and its reply once sent.
+    entries: HashMap<Key, Entry>,
+    order: VecDeque<(Instant, Key)>,
+}
+
+impl ReplyCache {
+    pub fn check(&mut self, key: Key, now: Instant) -> Seen {
+        self.expire(now);
+        match self.entries.get(&key) {
+            Some((_, Some(reply))) => Seen::Answered(reply.clone()),
+            Some((_, None)) => Seen::InProgress,
+            None => {
+                if self.entries.len() >= MAX_ENTRIES {
+                    if let Some((at, k)) = self.order.pop_front() {
+                        if self.entries.get(&k).is_some_and(|(t, _)| *t == at) {
+                            self.entries.remove(&k);
+                        }
+                    }
+                }
+                self.entries.insert(key, (now, None));
+                self.order.push_back((now, key));
+                Seen::New
+            }
+        }
+    }
+
+    /// The reply to remember for `key`.
+    pub fn complete(&mut self, key: &Key, reply: Arc<[u8]>) {
+        if let Some(slot) = self.entries.get_mut(key) {
+            slot.1 = Some(reply);
+        }
+    }
+
+    /// Forgets a request that got no reply (a store failure): the NAS's retry is handled anew.
+    pub fn forget(&mut self, key: &Key) {
+        self.entries.remove(key);
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while let Some((at, k)) = self.order.front() {
+            if now.duration_since(*at) < KEEP {
+                break;
+            }
+            // A key forgotten and seen again has a newer entry: keep that one.
+            let (at, k) = (*at, *k);
+            self.order.pop_front();
+            if self.entries.get(&k).is_some_and(|(t, _)| *t == at) {
+                self.entries.remove(&k);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicates_within_the_window_get_the_same_reply() {
+        let mut c = ReplyCache::default();
+        let t0 = Instant::now();
+        let key: Key = ("10.0.0.1:4000".parse().unwrap(), 7, [1; 16]);
+        assert_eq!(c.check(key, t0), Seen::New);
+        assert_eq!(c.check(key, t0), Seen::InProgress);
+        c.complete(&key, Arc::from(&b"reply"[..]));
+        assert_eq!(
+            c.check(key, t0 + Duration::from_secs(29)),
+            Seen::Answered(Arc::from(&b"reply"[..]))
+        );
+        // Another authenticator with the same identifier is a new request.
+        assert_eq!(c.check((key.0, 7, [2; 16]), t0), Seen::New);
+        assert_eq!(c.check(key, t0 + KEEP), Seen::New);
+        c.forget(&key);
+        assert_eq!(c.check(key, t0 + KEEP), Seen::New);
+    }
+}
