@@ -13,6 +13,8 @@ use clap::{Parser, Subcommand};
 
 #[path = "bench/mqtt_drain.rs"]
 mod mqtt_drain;
+#[path = "bench/radius_load.rs"]
+mod radius_load;
 use hotspot_edge::clock::{SystemClock, TimePolicy};
 use hotspot_edge::engine::command::{PaymentArgs, PlanArgs};
 use hotspot_edge::engine::{Command, Engine, OsEntropy, Settings};
@@ -64,6 +66,20 @@ enum Cmd {
         /// Events per message for the batched run.
         #[arg(long, default_value_t = 50)]
         batch: usize,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Access-Request throughput and latency of the daemon's RADIUS server against FreeRADIUS
+    /// 3.2 holding the same users (Debian `freeradius`); peak RSS of both.
+    RadiusLoad {
+        #[arg(long, default_value_t = 10_000)]
+        users: usize,
+        /// Closed-loop clients (each one request at a time).
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+        /// Seconds per run (each server is run twice, alternately).
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
         #[arg(long)]
         dir: Option<PathBuf>,
     },
@@ -379,6 +395,12 @@ fn main() {
         Cmd::Startup { users, outbox, dir } => startup(users, outbox, dir),
         Cmd::StartupProbe { db } => startup_probe(&db),
         Cmd::MqttDrain { events, batch, dir } => mqtt_drain::run(events, batch.max(1), dir),
+        Cmd::RadiusLoad {
+            users,
+            clients,
+            seconds,
+            dir,
+        } => radius_load::run(users.max(1), clients.max(1), seconds.max(1), dir),
         Cmd::CrashChild { db, count, start } => crash_child(&db, count, start),
         Cmd::EnforceLag {
             sessions,

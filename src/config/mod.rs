@@ -702,6 +702,37 @@ time = "1h"
     }
 
     #[test]
+    fn radius_section_is_checked_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("s");
+        let radius = |secret_text: &str, extra: &str| {
+            std::fs::write(&secret, secret_text).unwrap();
+            format!(
+                "{GOOD}\n[router]\nkind = \"radius\"\n[radius]\n{extra}\n[[radius.clients]]\naddress = \"10.5.0.0/16\"\nsecret-file = \"{}\"\nkind = \"coova\"\n",
+                secret.display()
+            )
+        };
+        let l = parse(&radius("k3J9-vq2L-x8Pz-0aTm\n", ""), "c.toml").unwrap();
+        let r = l.config.radius.as_ref().unwrap().get_ref();
+        assert_eq!(r.clients[0].disconnect_port, 3799);
+        assert_eq!(r.auth_listen.port(), 1812);
+        assert!(err(&radius("testing123\n", "")).contains("well-known default"));
+        assert!(err(&radius("short-one\n", "")).contains("at least 16"));
+        assert!(
+            err(&radius("k3J9-vq2L-x8Pz-0aTm\n", "disconnect-tries = 0"))
+                .contains("disconnect-tries")
+        );
+        let text = format!("{GOOD}\n[router]\nkind = \"radius\"\n");
+        assert!(
+            err(&text).contains("needs a [radius] section"),
+            "{}",
+            err(&text)
+        );
+        let text = radius("k3J9-vq2L-x8Pz-0aTm\n", "").replace("10.5.0.0/16", "10.5.0.1/16");
+        assert!(err(&text).contains("host bits"), "{}", err(&text));
+    }
+
+    #[test]
     fn duplicate_plan_is_located_at_the_second() {
         let text = format!("{GOOD}\n[[plans]]\nid = \"1h\"\nname = \"x\"\nprice = 1\ncurrency = \"KES\"\ntime = \"2h\"\n");
         assert_eq!(err(&text), "c.toml:13:6: duplicate plan id \"1h\"");

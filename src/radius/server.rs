@@ -12,7 +12,7 @@ use std::time::Instant;
 use tokio::net::UdpSocket;
 use tokio::sync::{watch, Semaphore};
 
-use super::cache::{ReplyCache, Seen};
+use super::cache::{AccessCache, ReplyCache, Seen};
 use super::disconnect::{session_key, split_key, RadiusNas};
 use super::packet::{
     attr, pap_password, Builder, MaCheck, Packet, ACCESS_REQUEST, ACCOUNTING_REQUEST,
@@ -25,6 +25,8 @@ use crate::engine::command::{SessionCounters, SessionEndArgs, SessionStartArgs, 
 use crate::engine::{Command, Engine, OsEntropy, RejectCode};
 use crate::nas::Nas;
 use crate::runtime::Daemon;
+use crate::store::router::AccessView;
+use crate::store::{StoreError, StoreGone};
 
 /// Requests handled at once; more wait in the socket buffer (and the NAS retransmits).
 const MAX_IN_FLIGHT: usize = 256;
@@ -77,6 +79,7 @@ pub struct RadiusServer {
     nas: RadiusNas,
     pub stats: Arc<RadiusStats>,
     cache: Mutex<ReplyCache>,
+    access_cache: Mutex<AccessCache>,
     in_flight: Arc<Semaphore>,
 }
 
@@ -102,6 +105,7 @@ impl RadiusServer {
             engine,
             stats: Arc::default(),
             cache: Mutex::default(),
+            access_cache: Mutex::default(),
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
         }
     }
@@ -250,15 +254,7 @@ impl RadiusServer {
                 message: "enter your user name or voucher code".into(),
             }
         } else {
-            let (clock, name) = (self.daemon.clock.clone(), user.clone());
-            let view = self
-                .daemon
-                .store
-                .call(move |s| {
-                    let now = s.now(clock.as_ref())?;
-                    s.access_view(&now, &name)
-                })
-                .await;
+            let view = self.access_view(&user).await;
             match view {
                 Ok(Ok(v)) => reply::decide(
                     v.as_ref(),
@@ -284,6 +280,41 @@ impl RadiusServer {
             }
         }
         Some(reply::encode(&answer, client.kind, pkt.id()).finish_response(&auth, secret))
+    }
+
+    /// The user as of now: from the access cache while nothing was written, else one store read.
+    async fn access_view(
+        &self,
+        user: &str,
+    ) -> Result<Result<Option<AccessView>, StoreError>, StoreGone> {
+        let writes = self.daemon.store.writes();
+        let now = Instant::now();
+        let seen = writes.load(Ordering::Acquire);
+        if let Some(v) = self
+            .access_cache
+            .lock()
+            .ok()
+            .and_then(|c| c.get(user, seen, now))
+        {
+            return Ok(Ok(v));
+        }
+        let (clock, name) = (self.daemon.clock.clone(), user.to_string());
+        let read = self
+            .daemon
+            .store
+            .call(move |s| {
+                // Taken on the store thread: exactly the state this read sees.
+                let at = writes.load(Ordering::Acquire);
+                let now = s.now(clock.as_ref())?;
+                s.access_view(&now, &name).map(|v| (at, v))
+            })
+            .await?;
+        Ok(read.map(|(at, v)| {
+            if let Ok(mut c) = self.access_cache.lock() {
+                c.put(user.to_string(), at, now, v.clone());
+            }
+            v
+        }))
     }
 
     /// An Accounting-Request whose source and Request Authenticator were checked. Answered

@@ -1,6 +1,7 @@
 //! One thread owns the SQLite connection; async tasks send it closures and await the answer, so
 //! blocking disk I/O never runs on the async runtime.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{mpsc, Arc};
 
 use std::thread::JoinHandle;
@@ -18,6 +19,7 @@ pub struct StoreGone;
 pub struct StoreHandle {
     tx: mpsc::Sender<Work>,
     changed: Arc<Notify>,
+    writes: Arc<AtomicU32>,
 }
 
 impl StoreHandle {
@@ -27,6 +29,8 @@ impl StoreHandle {
         let (tx, rx) = mpsc::channel::<Work>();
         let changed = Arc::new(Notify::new());
         let notify = changed.clone();
+        let writes = Arc::new(AtomicU32::new(0));
+        let counter = writes.clone();
         let thread = std::thread::Builder::new()
             .name("store".into())
             .spawn(move || {
@@ -35,6 +39,7 @@ impl StoreHandle {
                     let before = store.total_changes();
                     work(&mut store);
                     if store.total_changes() != before {
+                        counter.fetch_add(1, Ordering::Release);
                         notify.notify_one();
                     }
                 }
@@ -42,13 +47,27 @@ impl StoreHandle {
                     tracing::warn!(error = %e, "closing the database");
                 }
             })?;
-        Ok((StoreHandle { tx, changed }, thread))
+        Ok((
+            StoreHandle {
+                tx,
+                changed,
+                writes,
+            },
+            thread,
+        ))
     }
 
     /// Notified after a call changed the database (one waiter: the outbox publisher). Changes
     /// made by other processes are not seen here.
     pub fn changed(&self) -> Arc<Notify> {
         self.changed.clone()
+    }
+
+    /// Counts the calls that changed the database (wrapping). Read inside a call, it names the
+    /// state that call saw: a cache of reads is valid while it has not moved. Changes made by
+    /// other processes are not counted.
+    pub fn writes(&self) -> Arc<AtomicU32> {
+        self.writes.clone()
     }
 
     /// Queues work without waiting for it: later calls still run after it (one thread, in
