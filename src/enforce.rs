@@ -430,10 +430,14 @@ impl<L: NasLink> Enforcer<L> {
                         barred.insert(u, st.as_str());
                     }
                 }
-                Ok((s.open_nas_sessions()?, barred, s.pending_disconnects()?))
+                Ok((
+                    s.open_sessions_for(None, None)?,
+                    barred,
+                    s.pending_disconnects()?,
+                ))
             })
             .await??;
-        let ours: HashMap<String, String> = ours.into_iter().collect();
+        let ours: HashSet<String> = ours.into_iter().map(|o| o.nas_session_id).collect();
         let mut cmds = Vec::new();
         let mut started: Vec<Option<&ActiveSession>> = Vec::new();
         let mut kick: Vec<(&ActiveSession, String)> = Vec::new();
@@ -446,7 +450,7 @@ impl<L: NasLink> Enforcer<L> {
                 }
                 continue;
             }
-            if !ours.contains_key(&session_key(a)) {
+            if !ours.contains(&session_key(a)) {
                 cmds.push(Command::SessionStarted(SessionStartArgs {
                     user: a.user.clone(),
                     nas_session_id: session_key(a),
@@ -467,7 +471,7 @@ impl<L: NasLink> Enforcer<L> {
                 .collect(),
         }));
         started.push(None);
-        for key in ours.keys().filter(|k| !keys.contains(*k)) {
+        for key in ours.iter().filter(|k| !keys.contains(*k)) {
             cmds.push(Command::SessionEnded(SessionEndArgs {
                 nas_session_id: key.clone(),
                 reason: "nas-lost".into(),

@@ -146,12 +146,11 @@ pub async fn run_with(
             command_timeout: ms(r.command_timeout),
             probe_interval: ms(r.probe_interval),
         });
-        let enforcer = Arc::new(Enforcer {
-            store: handle.clone(),
-            clock: clock.clone(),
-            engine: Arc::new(app::engine(&config)),
-            link: link.clone(),
-            settings: EnforceSettings {
+        let enforcer = enforcer(
+            &daemon,
+            Arc::new(app::engine(&config)),
+            link.clone(),
+            EnforceSettings {
                 hotspot_server: r.hotspot_server.clone(),
                 // Every poll also reconciles: poll at least every `reconcile`, even when usage is
                 // read less often to spare the router.
@@ -161,10 +160,7 @@ pub async fn run_with(
                     .min(config.enforcement.reconcile)),
                 safety_margin_ms: r.safety_margin.ms(),
             },
-            jobs_wake: daemon.jobs_wake.clone(),
-            poll_wake: daemon.poll_wake.clone(),
-            profiles_ok: Default::default(),
-        });
+        );
         tasks.push(tokio::spawn(link.clone().probe_loop(stop_rx.clone())));
         tasks.push(tokio::spawn(enforcer.clone().run_jobs(stop_rx.clone())));
         tasks.push(tokio::spawn(enforcer.run_poll(stop_rx.clone())));
@@ -177,21 +173,14 @@ pub async fn run_with(
                 settings.clone(),
                 handle.clone(),
             ));
-            let enforcer = Arc::new(Enforcer {
-                store: handle.clone(),
-                clock: clock.clone(),
-                engine: engine.clone(),
-                link,
-                settings: EnforceSettings {
-                    hotspot_server: String::new(),
-                    usage_poll: Duration::from_secs(3600),
-                    safety_margin_ms: 0,
-                },
-                jobs_wake: daemon.jobs_wake.clone(),
-                poll_wake: daemon.poll_wake.clone(),
-                profiles_ok: Default::default(),
-            });
-            // No poll: sessions and usage arrive as accounting.
+            // Only the job worker: no poll (sessions and usage arrive as accounting), and nothing
+            // is kept on the NAS that a safety margin would apply to.
+            let settings = EnforceSettings {
+                hotspot_server: String::new(),
+                usage_poll: Duration::MAX,
+                safety_margin_ms: 0,
+            };
+            let enforcer = enforcer(&daemon, engine.clone(), link, settings);
             tasks.push(tokio::spawn(enforcer.run_jobs(stop_rx.clone())));
         }
         let server = Arc::new(crate::radius::RadiusServer::new(
@@ -278,6 +267,25 @@ pub async fn run_with(
     let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     tracing::info!("hotspot-edge stopped");
     result
+}
+
+/// The enforcer for a NAS link, sharing the daemon's store, clock and wake-ups.
+fn enforcer<L: crate::nas::NasLink>(
+    d: &Daemon,
+    engine: Arc<crate::engine::Engine>,
+    link: Arc<L>,
+    settings: EnforceSettings,
+) -> Arc<Enforcer<L>> {
+    Arc::new(Enforcer {
+        store: d.store.clone(),
+        clock: d.clock.clone(),
+        engine,
+        link,
+        settings,
+        jobs_wake: d.jobs_wake.clone(),
+        poll_wake: d.poll_wake.clone(),
+        profiles_ok: Default::default(),
+    })
 }
 
 async fn deadline_loop(

@@ -91,18 +91,7 @@ async fn rig(url: &str, extra: &str, router: bool) -> Rig {
 
 impl Rig {
     async fn apply(&self, cmd: Command) -> Result<Value, String> {
-        let clock = self.daemon.clock.clone();
-        let engine = Arc::new(hotspot_edge::engine::Engine::new(Default::default()));
-        let r = self
-            .daemon
-            .store
-            .call(move |s| s.apply(&engine, clock.as_ref(), &mut OsEntropy, "test", None, &cmd))
-            .await
-            .unwrap()
-            .map(|a| a.result)
-            .map_err(|e| e.to_string());
-        self.daemon.wake();
-        r
+        common::daemon::apply(&self.daemon, None, cmd).await
     }
 
     async fn pay(&self, reference: &str) -> Value {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use hotspot_edge::clock::{Clock, SystemClock};
 use hotspot_edge::config;
 use hotspot_edge::engine::command::*;
-use hotspot_edge::engine::{Command, OsEntropy};
+use hotspot_edge::engine::Command;
 use hotspot_edge::radius::packet::{self, attr, vendor, Builder, Packet};
 use hotspot_edge::runtime::{Daemon, RadiusInfo};
 use serde_json::Value;
@@ -99,18 +99,7 @@ impl Rig {
     }
 
     async fn apply(&self, cmd: Command) -> Result<Value, String> {
-        let clock = self.daemon.clock.clone();
-        let engine = self.engine.clone();
-        let r = self
-            .daemon
-            .store
-            .call(move |s| s.apply(&engine, clock.as_ref(), &mut OsEntropy, "test", None, &cmd))
-            .await
-            .unwrap()
-            .map(|a| a.result)
-            .map_err(|e| e.to_string());
-        self.daemon.wake();
-        r
+        common::daemon::apply(&self.daemon, Some(self.engine.clone()), cmd).await
     }
 
     /// A cash sale of the hour plan: (user, password).
@@ -132,32 +121,7 @@ impl Rig {
     }
 
     async fn user(&self, name: &str) -> Value {
-        let (clock, name) = (self.daemon.clock.clone(), name.to_string());
-        self.daemon
-            .store
-            .call(move |s| {
-                let now = s.now(clock.as_ref()).unwrap();
-                s.view_user(&now, &name).unwrap().unwrap()
-            })
-            .await
-            .unwrap()
-    }
-
-    async fn outbox_types(&self) -> Vec<String> {
-        self.daemon
-            .store
-            .call(|s| {
-                s.outbox_after("r1", 0, -1)
-                    .unwrap()
-                    .into_iter()
-                    .map(|e| {
-                        let v: Value = serde_json::from_str(&e.json).unwrap();
-                        v["type"].as_str().unwrap().to_string()
-                    })
-                    .collect()
-            })
-            .await
-            .unwrap()
+        common::daemon::user(&self.daemon, name).await
     }
 
     fn stat(
@@ -202,6 +166,12 @@ async fn radclient(to: SocketAddr, kind: &str, input: &str) -> (bool, String) {
     })
     .await
     .unwrap()
+}
+
+/// radclient input for a PAP Access-Request with a Message-Authenticator (radclient computes it
+/// from the 0x00 placeholder).
+fn pap(user: &str, password: &str) -> String {
+    format!("User-Name = \"{user}\", User-Password = \"{password}\", Message-Authenticator = 0x00")
 }
 
 /// The reply attributes radclient printed, in order: (name, value).
@@ -266,12 +236,7 @@ async fn pap_and_chap_accept_with_the_plan_attributes_and_reject_with_a_reason()
     let auth = rig.radius.auth;
 
     // PAP: the Accept says how long, how fast and how much, Message-Authenticator first.
-    let (ok, out) = radclient(
-        auth,
-        "auth",
-        &format!("User-Name = \"{user}\", User-Password = \"{pw}\", Message-Authenticator = 0x00"),
-    )
-    .await;
+    let (ok, out) = radclient(auth, "auth", &pap(&user, &pw)).await;
     assert!(ok, "{out}");
     let a = reply_attrs(&out);
     assert_eq!(a[0].0, "Message-Authenticator", "{out}");
@@ -328,9 +293,6 @@ async fn pap_and_chap_accept_with_the_plan_attributes_and_reject_with_a_reason()
         assert_eq!(a[0].0, "Message-Authenticator", "{out}");
         attr_of(&a, "Reply-Message").unwrap().to_string()
     };
-    let pap = |u: &str, p: &str| {
-        format!("User-Name = \"{u}\", User-Password = \"{p}\", Message-Authenticator = 0x00")
-    };
     assert_eq!(reject(pap(&user, "wrong")).await, "wrong password");
     assert_eq!(
         reject(pap("nobody", "x")).await,
@@ -382,17 +344,19 @@ async fn pap_and_chap_accept_with_the_plan_attributes_and_reject_with_a_reason()
     let p = Packet::parse(&reply).unwrap();
     assert_eq!(p.code(), packet::ACCESS_ACCEPT);
     assert!(p.response_ok(&req_auth, COOVA_SECRET.as_bytes()));
-    let u32_of = |v: Option<&[u8]>| u32::from_be_bytes(v.unwrap().try_into().unwrap());
     assert_eq!(
-        u32_of(p.vsa(vendor::WISPR, vendor::WISPR_BANDWIDTH_MAX_UP)),
+        p.vsa_u32(vendor::WISPR, vendor::WISPR_BANDWIDTH_MAX_UP)
+            .unwrap(),
         2_000_000
     );
     assert_eq!(
-        u32_of(p.vsa(vendor::WISPR, vendor::WISPR_BANDWIDTH_MAX_DOWN)),
+        p.vsa_u32(vendor::WISPR, vendor::WISPR_BANDWIDTH_MAX_DOWN)
+            .unwrap(),
         5_000_000
     );
     assert_eq!(
-        u32_of(p.vsa(vendor::CHILLISPOT, vendor::CHILLISPOT_MAX_TOTAL_OCTETS)),
+        p.vsa_u32(vendor::CHILLISPOT, vendor::CHILLISPOT_MAX_TOTAL_OCTETS)
+            .unwrap(),
         10_000_000
     );
     assert_eq!(p.vsa(vendor::MIKROTIK, vendor::MIKROTIK_RATE_LIMIT), None);
@@ -404,19 +368,14 @@ async fn requests_without_a_valid_authenticator_or_from_unknown_sources_are_drop
     let rig = rig(3799, "").await;
     let (user, pw) = rig.sale("R1", None).await;
     let auth = rig.radius.auth;
-    let pap = format!("User-Name = \"{user}\", User-Password = \"{pw}\"");
+    let no_ma = format!("User-Name = \"{user}\", User-Password = \"{pw}\"");
 
     // BlastRADIUS: no Message-Authenticator, no answer.
-    let (ok, out) = radclient(auth, "auth", &pap).await;
+    let (ok, out) = radclient(auth, "auth", &no_ma).await;
     assert!(!ok && out.contains("No reply"), "{out}");
     assert_eq!(rig.stat(|s| &s.bad_authenticator), 1);
     // With one (radclient computes it from 0x00), an answer.
-    let (ok, out) = radclient(
-        auth,
-        "auth",
-        &format!("{pap}, Message-Authenticator = 0x00"),
-    )
-    .await;
+    let (ok, out) = radclient(auth, "auth", &pap(&user, &pw)).await;
     assert!(ok, "{out}");
 
     // A valid request signed with another secret, and one from an unknown address.
@@ -465,12 +424,7 @@ async fn requests_without_a_valid_authenticator_or_from_unknown_sources_are_drop
     // 4000 sent; UDP on a loaded machine may still lose a few before they reach us.
     assert!(dropped >= 3000, "dropped {dropped}");
     assert_eq!(rig.stat(|s| &s.accepted), 1);
-    let (ok, out) = radclient(
-        auth,
-        "auth",
-        &format!("{pap}, Message-Authenticator = 0x00"),
-    )
-    .await;
+    let (ok, out) = radclient(auth, "auth", &pap(&user, &pw)).await;
     assert!(ok, "{out}");
     rig.stop().await;
 }
@@ -587,12 +541,7 @@ async fn data_used_up_sends_a_disconnect_retried_through_nak_and_timeout_until_a
     let rig = rig(dm_port, "").await;
     let (user, pw) = rig.sale("R1", None).await;
     let acct = rig.radius.accounting;
-    let (ok, out) = radclient(
-        rig.radius.auth,
-        "auth",
-        &format!("User-Name = \"{user}\", User-Password = \"{pw}\", Message-Authenticator = 0x00"),
-    )
-    .await;
+    let (ok, out) = radclient(rig.radius.auth, "auth", &pap(&user, &pw)).await;
     assert!(ok, "{out}");
     let session = format!(
         "User-Name = \"{user}\", Acct-Session-Id = \"81a00001\", Framed-IP-Address = 10.5.50.7, Calling-Station-Id = \"AA:BB:CC:DD:EE:07\""
@@ -663,20 +612,10 @@ async fn data_used_up_sends_a_disconnect_retried_through_nak_and_timeout_until_a
     )
     .await;
     assert!(ok, "{out}");
-    let ended = rig
-        .outbox_types()
-        .await
-        .iter()
-        .filter(|t| *t == "session.ended")
-        .count();
-    assert_eq!(ended, 1);
+    let ended = common::daemon::events(&rig.daemon, "r1", "session.ended").await;
+    assert_eq!(ended.len(), 1, "{ended:?}");
     // And the customer is told why at the next login.
-    let (ok, out) = radclient(
-        rig.radius.auth,
-        "auth",
-        &format!("User-Name = \"{user}\", User-Password = \"{pw}\", Message-Authenticator = 0x00"),
-    )
-    .await;
+    let (ok, out) = radclient(rig.radius.auth, "auth", &pap(&user, &pw)).await;
     assert!(
         !ok && out.contains("Reply-Message = \"your data has run out\""),
         "{out}"

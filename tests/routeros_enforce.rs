@@ -102,16 +102,7 @@ probe-interval = "1s"
 
 impl Rig {
     async fn apply(&self, cmd: Command) -> Result<Value, String> {
-        let clock = self.daemon.clock.clone();
-        let engine = hotspot_edge::engine::Engine::new(Default::default());
-        let r = self
-            .daemon
-            .store
-            .call(move |s| s.apply(&engine, clock.as_ref(), &mut OsEntropy, "test", None, &cmd))
-            .await
-            .unwrap();
-        self.daemon.wake();
-        r.map(|a| a.result).map_err(|e| e.to_string())
+        common::daemon::apply(&self.daemon, None, cmd).await
     }
 
     async fn pay(&self, reference: &str, plan: &str, mac: &str, ip: &str) -> String {
@@ -131,27 +122,11 @@ impl Rig {
     }
 
     async fn user(&self, name: &str) -> Value {
-        let (clock, name) = (self.daemon.clock.clone(), name.to_string());
-        self.daemon
-            .store
-            .call(move |s| {
-                let now = s.now(clock.as_ref()).unwrap();
-                s.view_user(&now, &name).unwrap().unwrap()
-            })
-            .await
-            .unwrap()
+        common::daemon::user(&self.daemon, name).await
     }
 
     async fn events(&self, ty: &str) -> Vec<Value> {
-        let ty = ty.to_string();
-        self.daemon
-            .store
-            .call(move |s| s.view_outbox("rig", 0, 0).unwrap())
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|e| e["type"] == ty)
-            .collect()
+        common::daemon::events(&self.daemon, "rig", ty).await
     }
 
     async fn audit(&self) -> Vec<(Option<String>, String, String)> {

@@ -171,8 +171,10 @@ fn engine() -> Engine {
     Engine::new(Settings::default())
 }
 
-fn rss_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+/// A memory figure of a process (`self` or a pid) from /proc, in KiB: `VmRSS:` now, `VmHWM:`
+/// the peak.
+fn rss_kib(pid: &str, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
@@ -192,6 +194,15 @@ fn written_bytes() -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         })
         .unwrap_or(0)
+}
+
+/// A child process (mosquitto, the daemon, FreeRADIUS) killed when the bench is done with it.
+struct Killed(std::process::Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn work_dir(dir: Option<PathBuf>) -> PathBuf {
@@ -337,14 +348,14 @@ fn startup(users: usize, outbox: usize, dir: Option<PathBuf>) {
 
 fn startup_probe(db: &Path) {
     // What `run` does before it serves: open with quick_check, then find the next deadline.
-    let rss0 = rss_kib("VmRSS:");
+    let rss0 = rss_kib("self", "VmRSS:");
     let t = Instant::now();
     let mut store = open(db, true);
     let t_open = t.elapsed();
     store.refresh_clock(&SystemClock).expect("clock");
     let next = store.next_deadline().expect("deadline");
     let t_ready = t.elapsed();
-    let rss_ready = rss_kib("VmRSS:");
+    let rss_ready = rss_kib("self", "VmRSS:");
     let now = store.now(&SystemClock).expect("now");
     let t = Instant::now();
     let status = store.status("bench", &now).expect("status");
@@ -357,7 +368,7 @@ fn startup_probe(db: &Path) {
         rss0,
         rss_ready,
         t_status.as_secs_f64() * 1e3,
-        rss_kib("VmHWM:"),
+        rss_kib("self", "VmHWM:"),
         status["users"]
     );
 }
@@ -410,9 +421,9 @@ fn main() {
     }
 }
 
-/// CPU time (user + system) this process has used, in ms.
-fn cpu_ms() -> u64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+/// CPU time (user + system, all threads) a process (`self` or a pid) has used, in ms.
+fn cpu_ms(pid: &str) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<u64> = after
         .split_whitespace()
@@ -549,18 +560,18 @@ fn enforce_lag(sessions: usize, plan_secs: u64, dir: Option<PathBuf>) {
             let rows: Vec<(String, i64)> = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).expect("rows").collect::<Result<_, _>>().expect("rows");
             (now, rows)
         }).await.expect("store");
-        let rss0 = rss_kib("VmRSS:");
-        let cpu0 = cpu_ms();
+        let rss0 = rss_kib("self", "VmRSS:");
+        let cpu0 = cpu_ms("self");
         let t0 = Instant::now();
         let mut peak = rss0;
         let gone = |seen: &Mutex<HashMap<String, (i64, i64)>>| seen.lock().unwrap().values().filter(|v| v.1 > 0).count();
         while gone(&seen) < sessions {
-            peak = peak.max(rss_kib("VmRSS:"));
+            peak = peak.max(rss_kib("self", "VmRSS:"));
             assert!(t0.elapsed() < Duration::from_secs(plan_secs + 300), "only {} of {sessions} cut off", gone(&seen));
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let wall_cpu = t0.elapsed();
-        let cpu = cpu_ms() - cpu0;
+        let cpu = cpu_ms("self") - cpu0;
         let seen = seen.lock().unwrap().clone();
         let mut lags: Vec<i64> = deadlines
             .iter()

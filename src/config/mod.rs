@@ -535,8 +535,11 @@ fn check(c: &Config) -> Result<Vec<String>, (std::ops::Range<usize>, String)> {
         }
     }
     match (&c.radius, c.router.kind) {
-        (Some(r), _) => {
-            warnings.extend(radius::check_radius(r.get_ref()).map_err(|e| (r.span(), e))?)
+        (Some(r), kind) => {
+            warnings.extend(radius::check_radius(r.get_ref()).map_err(|e| (r.span(), e))?);
+            // Reads and checks the client secrets as the daemon will.
+            crate::radius::RadiusSettings::resolve(r.get_ref(), kind != RouterKind::Routeros)
+                .map_err(|e| (r.span(), e))?;
         }
         (None, RouterKind::Radius) => {
             return Err((

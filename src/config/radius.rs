@@ -200,13 +200,13 @@ pub(super) fn check_radius(r: &RadiusConfig) -> Result<Vec<String>, String> {
         if !seen.insert(*c.address.get_ref()) {
             return Err(format!("{label}: the same address is listed twice"));
         }
-        let (secret, warning) =
-            crate::secret::resolve("secret", c.secret.as_ref(), c.secret_file.as_deref())
-                .map_err(|e| format!("{label}: {e}"))?;
-        let secret = secret.ok_or_else(|| format!("{label}: needs secret-file (or secret)"))?;
-        check_secret(secret.expose()).map_err(|e| format!("{label}: the secret {e}"))?;
-        if let Some(w) = warning {
-            warnings.push(format!("{label}: {w}"));
+        // Secret files are read and checked by `RadiusSettings::resolve`, which `config::check`
+        // calls next: one read, one set of errors. Inline secrets only warn here.
+        if c.secret.is_some() {
+            let (_, w) =
+                crate::secret::resolve("secret", c.secret.as_ref(), c.secret_file.as_deref())
+                    .map_err(|e| format!("{label}: {e}"))?;
+            warnings.extend(w.map(|w| format!("{label}: {w}")));
         }
         if c.disconnect_port == 0 {
             return Err(format!("{label}: disconnect-port must not be 0"));

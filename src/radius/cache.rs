@@ -69,14 +69,6 @@ impl ReplyCache {
         self.entries.remove(key);
     }
 
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     fn expire(&mut self, now: Instant) {
         while let Some((at, k)) = self.order.front() {
             if now.duration_since(*at) < KEEP {

@@ -183,24 +183,30 @@ impl RadiusNas {
             .collect())
     }
 
-    /// Logs out every listed session; the count confirmed, or the first failure.
-    async fn disconnect_all(&self, targets: Vec<DmTarget>) -> Result<usize, NasError> {
+    /// Logs out every listed session at once; per user, the sessions the NAS logged out (a
+    /// session it no longer had is not counted), or the first failure.
+    async fn disconnect_all(
+        &self,
+        targets: Vec<DmTarget>,
+    ) -> Result<HashMap<String, u32>, NasError> {
         let mut set = tokio::task::JoinSet::new();
         for t in targets {
             let me = self.clone();
-            set.spawn(async move { me.disconnect_session(&t).await });
+            set.spawn(async move { (me.disconnect_session(&t).await, t.user) });
         }
-        let (mut done, mut failure) = (0, None);
+        let (mut acked, mut failure) = (HashMap::new(), None);
         while let Some(r) = set.join_next().await {
             match r {
-                Ok(Ok(_)) => done += 1,
-                Ok(Err(e)) => failure = failure.or(Some(e)),
+                Ok((Ok(outcome), user)) => {
+                    *acked.entry(user).or_insert(0) += u32::from(outcome == DmOutcome::Acked)
+                }
+                Ok((Err(e), _)) => failure = failure.or(Some(e)),
                 Err(e) => failure = failure.or(Some(NasError::Unconfirmed(e.to_string()))),
             }
         }
         match failure {
             Some(e) => Err(e),
-            None => Ok(done),
+            None => Ok(acked),
         }
     }
 }
@@ -223,7 +229,11 @@ impl Nas for RadiusNas {
     }
     async fn disconnect(&self, user: &str) -> Result<usize, NasError> {
         let targets = self.targets(Some(user.to_string()), None).await?;
-        self.disconnect_all(targets).await
+        Ok(self
+            .disconnect_all(targets)
+            .await?
+            .into_values()
+            .sum::<u32>() as usize)
     }
     async fn bulk_disconnect(
         &self,
@@ -235,15 +245,12 @@ impl Nas for RadiusNas {
             .into_iter()
             .filter(|t| users.contains(&t.user))
             .collect();
-        let mut per_user: HashMap<String, (u32, u32)> =
-            users.iter().map(|u| (u.clone(), (0, 0))).collect();
-        for t in &targets {
-            if let Some(c) = per_user.get_mut(&t.user) {
-                c.0 += 1;
-            }
-        }
-        self.disconnect_all(targets).await?;
-        Ok(per_user)
+        let acked = self.disconnect_all(targets).await?;
+        // No cookies on a RADIUS NAS: the second count is always 0.
+        Ok(users
+            .iter()
+            .map(|u| (u.clone(), (acked.get(u).copied().unwrap_or(0), 0)))
+            .collect())
     }
     async fn kick(&self, session_id: &str) -> Result<(), NasError> {
         let targets = self.targets(None, Some(session_id.to_string())).await?;

@@ -84,6 +84,11 @@ impl RadiusSettings {
 
     /// The client a packet from `ip` belongs to.
     pub fn client(&self, ip: IpAddr) -> Option<&RadiusClient> {
-        self.clients.iter().find(|c| c.network.contains(ip))
+        self.client_index(ip).map(|i| &self.clients[i])
+    }
+
+    /// Its index in `clients`, for a task that outlives the borrow.
+    pub fn client_index(&self, ip: IpAddr) -> Option<usize> {
+        self.clients.iter().position(|c| c.network.contains(ip))
     }
 }

@@ -174,10 +174,42 @@ impl<'a> Packet<'a> {
             })
     }
 
-    /// Checks the Message-Authenticator (RFC 3579 §3.2, RFC 5176 §3.1): HMAC-MD5 over the packet
-    /// with the attribute zeroed, and for requests other than Access-Request with the
-    /// authenticator zeroed too. Compared in constant time.
+    pub fn vsa_u32(&self, vendor: u32, t: u8) -> Option<u32> {
+        self.vsa(vendor, t)
+            .and_then(|v| <[u8; 4]>::try_from(v).ok())
+            .map(u32::from_be_bytes)
+    }
+
+    /// Checks the Message-Authenticator of a request (RFC 3579 §3.2, RFC 5176 §3.1): for an
+    /// Access-Request over the packet as it is, for other requests with the authenticator zeroed.
     pub fn message_authenticator(&self, secret: &[u8]) -> MaCheck {
+        let vector = if self.code() == ACCESS_REQUEST {
+            self.authenticator()
+        } else {
+            [0; 16]
+        };
+        self.check_ma(&vector, secret)
+    }
+
+    /// The Request Authenticator of an Accounting-Request or Disconnect-Request (RFC 2866
+    /// §3, RFC 5176 §3.5): MD5 of the packet with a zero authenticator, then the secret.
+    pub fn request_authenticator_ok(&self, secret: &[u8]) -> bool {
+        let want = digest_with(self.raw, &[0u8; 16], secret);
+        bool::from(want.ct_eq(&self.raw[4..20]))
+    }
+
+    /// Checks a reply to a request we sent: its Response Authenticator, and its
+    /// Message-Authenticator if it carries one.
+    pub fn response_ok(&self, request_auth: &[u8; 16], secret: &[u8]) -> bool {
+        let want = digest_with(self.raw, request_auth, secret);
+        bool::from(want.ct_eq(&self.raw[4..20]))
+            && self.check_ma(&ma_vector(self.code(), request_auth), secret) != MaCheck::Invalid
+    }
+
+    /// HMAC-MD5 over the packet with `vector` in the authenticator field and the
+    /// Message-Authenticator zeroed, compared in constant time. Two of them, or one that is not
+    /// 16 bytes, is invalid.
+    fn check_ma(&self, vector: &[u8; 16], secret: &[u8]) -> MaCheck {
         let mut found = None;
         for (t, v, at) in self.attrs() {
             if t == attr::MESSAGE_AUTHENTICATOR {
@@ -191,51 +223,13 @@ impl<'a> Packet<'a> {
             return MaCheck::Missing;
         };
         let mut copy = self.raw.to_vec();
+        copy[4..20].copy_from_slice(vector);
         copy[at..at + 16].fill(0);
-        if !matches!(self.code(), ACCESS_REQUEST) && is_request(self.code()) {
-            copy[4..20].fill(0);
-        }
         let mut mac = hmac_md5(secret);
         mac.update(&copy);
         match mac.verify_slice(&self.raw[at..at + 16]) {
             Ok(()) => MaCheck::Valid,
             Err(_) => MaCheck::Invalid,
-        }
-    }
-
-    /// The Request Authenticator of an Accounting-Request or Disconnect-Request (RFC 2866
-    /// §3, RFC 5176 §3.5): MD5 of the packet with a zero authenticator, then the secret.
-    pub fn request_authenticator_ok(&self, secret: &[u8]) -> bool {
-        let want = digest_with(self.raw, &[0u8; 16], secret);
-        bool::from(want.ct_eq(&self.raw[4..20]))
-    }
-
-    /// Checks a reply to a request we sent: its Response Authenticator, and its
-    /// Message-Authenticator when present (always demanded by the caller for safety).
-    pub fn response_ok(&self, request_auth: &[u8; 16], secret: &[u8]) -> bool {
-        let want = digest_with(self.raw, request_auth, secret);
-        if !bool::from(want.ct_eq(&self.raw[4..20])) {
-            return false;
-        }
-        let mut at = None;
-        for (t, v, off) in self.attrs() {
-            if t == attr::MESSAGE_AUTHENTICATOR {
-                if at.is_some() || v.len() != 16 {
-                    return false;
-                }
-                at = Some(off);
-            }
-        }
-        match at {
-            None => true,
-            Some(at) => {
-                let mut copy = self.raw.to_vec();
-                copy[4..20].copy_from_slice(&ma_vector(self.code(), request_auth));
-                copy[at..at + 16].fill(0);
-                let mut mac = hmac_md5(secret);
-                mac.update(&copy);
-                mac.verify_slice(&self.raw[at..at + 16]).is_ok()
-            }
         }
     }
 }
@@ -256,13 +250,6 @@ fn ma_vector(code: u8, request_auth: &[u8; 16]) -> [u8; 16] {
     } else {
         *request_auth
     }
-}
-
-fn is_request(code: u8) -> bool {
-    matches!(
-        code,
-        ACCESS_REQUEST | ACCOUNTING_REQUEST | DISCONNECT_REQUEST | 43
-    )
 }
 
 fn hmac_md5(secret: &[u8]) -> Hmac<Md5> {

@@ -224,26 +224,30 @@ mod tests {
         assert_eq!(acc.class, "hotspot-edge user=7 grant=9");
         let bytes = encode(&a, NasKind::Mikrotik, 1).finish_response(&[0; 16], b"s");
         let p = Packet::parse(&bytes).unwrap();
-        let u32_of = |v: Option<&[u8]>| u32::from_be_bytes(v.unwrap().try_into().unwrap());
         assert_eq!(
-            u32_of(p.vsa(vendor::MIKROTIK, vendor::MIKROTIK_TOTAL_LIMIT)) as u64
-                + ((u32_of(p.vsa(vendor::MIKROTIK, vendor::MIKROTIK_TOTAL_LIMIT_GIGAWORDS))
-                    as u64)
+            p.vsa_u32(vendor::MIKROTIK, vendor::MIKROTIK_TOTAL_LIMIT)
+                .unwrap() as u64
+                + ((p
+                    .vsa_u32(vendor::MIKROTIK, vendor::MIKROTIK_TOTAL_LIMIT_GIGAWORDS)
+                    .unwrap() as u64)
                     << 32),
             5_000_000_000
         );
         let bytes = encode(&a, NasKind::Coova, 1).finish_response(&[0; 16], b"s");
         let p = Packet::parse(&bytes).unwrap();
         assert_eq!(
-            u32_of(p.vsa(vendor::WISPR, vendor::WISPR_BANDWIDTH_MAX_UP)),
+            p.vsa_u32(vendor::WISPR, vendor::WISPR_BANDWIDTH_MAX_UP)
+                .unwrap(),
             512_000
         );
         assert_eq!(
-            u32_of(p.vsa(vendor::WISPR, vendor::WISPR_BANDWIDTH_MAX_DOWN)),
+            p.vsa_u32(vendor::WISPR, vendor::WISPR_BANDWIDTH_MAX_DOWN)
+                .unwrap(),
             2_000_000
         );
         assert_eq!(
-            u32_of(p.vsa(vendor::CHILLISPOT, vendor::CHILLISPOT_MAX_TOTAL_OCTETS)),
+            p.vsa_u32(vendor::CHILLISPOT, vendor::CHILLISPOT_MAX_TOTAL_OCTETS)
+                .unwrap(),
             5_000_000_000u64 as u32
         );
         let bytes = encode(&a, NasKind::Generic, 1).finish_response(&[0; 16], b"s");

@@ -80,6 +80,8 @@ pub struct RadiusServer {
     pub stats: Arc<RadiusStats>,
     cache: Mutex<ReplyCache>,
     access_cache: Mutex<AccessCache>,
+    /// The store's write counter: the access cache is valid while it has not moved.
+    writes: Arc<AtomicU32>,
     in_flight: Arc<Semaphore>,
 }
 
@@ -100,6 +102,7 @@ impl RadiusServer {
     pub fn new(settings: Arc<RadiusSettings>, daemon: Daemon, engine: Arc<Engine>) -> Self {
         RadiusServer {
             nas: RadiusNas::new(settings.clone(), daemon.store.clone()),
+            writes: daemon.store.writes(),
             settings,
             daemon,
             engine,
@@ -131,13 +134,14 @@ impl RadiusServer {
                     }
                 },
             };
-            let Some(client) = self.settings.client(src.ip()) else {
+            let Some(ci) = self.settings.client_index(src.ip()) else {
                 let n = bump(&self.stats.unknown_source);
                 if worth_logging(n) {
                     tracing::warn!(source = %src, dropped = n, "RADIUS packet from an address not in [[radius.clients]]: dropped");
                 }
                 continue;
             };
+            let client = &self.settings.clients[ci];
             let pkt = match Packet::parse(&buf[..n]) {
                 Ok(p) => p,
                 Err(e) => {
@@ -200,9 +204,9 @@ impl RadiusServer {
             let (me, socket, request) = (self.clone(), socket.clone(), buf[..n].to_vec());
             tokio::spawn(async move {
                 let reply = if accounting {
-                    me.accounting(&request, src).await
+                    me.accounting(&request, src, ci).await
                 } else {
-                    me.access(&request, src).await
+                    me.access(&request, ci).await
                 };
                 match reply {
                     Some(bytes) => {
@@ -229,9 +233,10 @@ impl RadiusServer {
     }
 
     /// An Access-Request whose source and Message-Authenticator were checked.
-    async fn access(&self, request: &[u8], src: SocketAddr) -> Option<Vec<u8>> {
+    async fn access(&self, request: &[u8], ci: usize) -> Option<Vec<u8>> {
+        // Parsed (and checked) once already: this only walks the attributes again.
         let pkt = Packet::parse(request).ok()?;
-        let client = self.settings.client(src.ip())?;
+        let client = &self.settings.clients[ci];
         let secret = client.secret.expose().as_bytes();
         let auth = pkt.authenticator();
         let user = pkt.text(attr::USER_NAME).unwrap_or("").to_string();
@@ -287,7 +292,7 @@ impl RadiusServer {
         &self,
         user: &str,
     ) -> Result<Result<Option<AccessView>, StoreError>, StoreGone> {
-        let writes = self.daemon.store.writes();
+        let writes = self.writes.clone();
         let now = Instant::now();
         let seen = writes.load(Ordering::Acquire);
         if let Some(v) = self
@@ -319,9 +324,9 @@ impl RadiusServer {
 
     /// An Accounting-Request whose source and Request Authenticator were checked. Answered
     /// only once what it says is committed, so that a NAS whose answer is lost sends it again.
-    async fn accounting(&self, request: &[u8], src: SocketAddr) -> Option<Vec<u8>> {
+    async fn accounting(&self, request: &[u8], src: SocketAddr, ci: usize) -> Option<Vec<u8>> {
         let pkt = Packet::parse(request).ok()?;
-        let client = self.settings.client(src.ip())?;
+        let client = &self.settings.clients[ci];
         let secret = client.secret.expose().as_bytes();
         bump(&self.stats.accounting);
         let Some(status) = pkt.u32(attr::ACCT_STATUS_TYPE) else {

@@ -173,12 +173,7 @@ impl Store {
             return Ok(None);
         };
         let plan = match &user.plan {
-            Some(p) => self
-                .conn
-                .prepare_cached(&format!("SELECT {PLAN_COLS} FROM plans WHERE id = ?1"))?
-                .query_row(params![p], plan_row)
-                .optional()?
-                .map(|p| p.plan),
+            Some(p) => self.plan_row(p)?.map(|p| p.plan),
             None => None,
         };
         let sessions: u32 = self
@@ -290,18 +285,8 @@ impl Store {
         Ok(out)
     }
 
-    /// Our open sessions: NAS session id and user name.
-    pub fn open_nas_sessions(&self) -> Result<Vec<(String, String)>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT s.nas_session_id, u.username FROM sessions s JOIN users u ON u.id = s.user_id
-             WHERE s.ended_at IS NULL",
-        )?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-    }
-
-    /// Open sessions with what a RADIUS Disconnect-Request names them by: all of them, or of
-    /// one user, or the one with this NAS session id.
+    /// Our open sessions with what a NAS knows them by: all of them, or of one user, or the one
+    /// with this NAS session id.
     pub fn open_sessions_for(
         &self,
         user: Option<&str>,

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use hotspot_edge::clock::Clock;
 use hotspot_edge::config::Config;
+use hotspot_edge::engine::{Command, Engine, OsEntropy};
 use hotspot_edge::runtime::{run_with, Daemon};
+use serde_json::Value;
 
 pub struct Running {
     pub daemon: Daemon,
@@ -49,4 +51,44 @@ impl Running {
             .expect("the daemon stops within 15 s")
             .unwrap();
     }
+}
+
+/// Applies a command to the running daemon's store, as the CLI would, and wakes the daemon.
+/// `engine` carries the site's settings (`app::engine(&config)`), or the defaults.
+pub async fn apply(d: &Daemon, engine: Option<Arc<Engine>>, cmd: Command) -> Result<Value, String> {
+    let clock = d.clock.clone();
+    let engine = engine.unwrap_or_else(|| Arc::new(Engine::new(Default::default())));
+    let r = d
+        .store
+        .call(move |s| s.apply(&engine, clock.as_ref(), &mut OsEntropy, "test", None, &cmd))
+        .await
+        .unwrap()
+        .map(|a| a.result)
+        .map_err(|e| e.to_string());
+    d.wake();
+    r
+}
+
+/// `users show NAME --json`, read from the running daemon.
+pub async fn user(d: &Daemon, name: &str) -> Value {
+    let (clock, name) = (d.clock.clone(), name.to_string());
+    d.store
+        .call(move |s| {
+            let now = s.now(clock.as_ref()).unwrap();
+            s.view_user(&now, &name).unwrap().unwrap()
+        })
+        .await
+        .unwrap()
+}
+
+/// The outbox events of type `ty`, oldest first, as the cloud will receive them.
+pub async fn events(d: &Daemon, site: &str, ty: &str) -> Vec<Value> {
+    let (site, ty) = (site.to_string(), ty.to_string());
+    d.store
+        .call(move |s| s.view_outbox(&site, 0, 0).unwrap())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e["type"] == ty)
+        .collect()
 }

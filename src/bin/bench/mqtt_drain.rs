@@ -5,19 +5,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command as Proc, Stdio};
 use std::time::{Duration, Instant};
 
+use super::Killed;
+
 use hotspot_edge::clock::SystemClock;
 use hotspot_edge::engine::OsEntropy;
 use rumqttc::v5::mqttbytes::v5::Packet;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
-
-struct Killed(std::process::Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -128,21 +122,13 @@ fn daemon(dir: &Path, db: &Path, port: u16, batch: usize, events: usize) -> (f64
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e} (cargo build --release)", bin.display())),
     );
-    let status = format!("/proc/{}/status", child.0.id());
+    let pid = child.0.id().to_string();
     let mut peak = 0;
     // The drain is timed from the connection (written by the daemon on CONNACK), so the
     // database check at start-up is not counted.
     let mut connected: Option<Instant> = None;
     loop {
-        let rss = std::fs::read_to_string(&status)
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("VmRSS:"))
-                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-            })
-            .unwrap_or(0);
-        peak = peak.max(rss);
+        peak = peak.max(super::rss_kib(&pid, "VmRSS:"));
         if connected.is_none() {
             let up: Option<String> = watch
                 .query_row("SELECT value FROM meta WHERE key = 'uplink'", [], |r| {

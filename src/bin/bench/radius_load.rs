@@ -14,43 +14,15 @@ use hotspot_edge::engine::{Command, OsEntropy};
 use hotspot_edge::radius::packet::{self, attr, Builder, Packet};
 use tokio::net::UdpSocket;
 
-const SECRET: &str = "bench-radius-secret-0123456789";
+use super::{cpu_ms, rss_kib, Killed};
 
-struct Killed(std::process::Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+const SECRET: &str = "bench-radius-secret-0123456789";
 
 fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0")
         .and_then(|s| s.local_addr())
         .expect("bind")
         .port()
-}
-
-/// CPU time (user + system, all threads) a process has used, in ms.
-fn cpu_ms(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<u64> = after
-        .split_whitespace()
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    (f.get(10).copied().unwrap_or(0) + f.get(11).copied().unwrap_or(0)) * 10
-}
-
-fn peak_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 /// Our database: `users` users of a plan with a rate limit, data cap and idle timeout.
@@ -331,7 +303,7 @@ pub fn run(users: usize, workers: usize, secs: u64, dir: Option<std::path::PathB
         .expect("runtime");
     let (edge, edge_addr) = daemon(&d, users);
     let (fr, fr_addr) = freeradius(&d, users);
-    let (edge_pid, fr_pid) = (edge.0.id(), fr.0.id());
+    let (edge_pid, fr_pid) = (edge.0.id().to_string(), fr.0.id().to_string());
     rt.block_on(async {
         wait_ready(edge_addr, "hotspot-edge").await;
         wait_ready(fr_addr, "FreeRADIUS").await;
@@ -342,8 +314,8 @@ pub fn run(users: usize, workers: usize, secs: u64, dir: Option<std::path::PathB
         let mut theirs = Vec::new();
         for round in 1..=2 {
             for (name, addr, pid, into) in [
-                ("hotspot-edge", edge_addr, edge_pid, &mut ours),
-                ("FreeRADIUS  ", fr_addr, fr_pid, &mut theirs),
+                ("hotspot-edge", edge_addr, &edge_pid, &mut ours),
+                ("FreeRADIUS  ", fr_addr, &fr_pid, &mut theirs),
             ] {
                 let cpu0 = cpu_ms(pid);
                 let mut l = load(addr, users, workers, secs).await;
@@ -374,8 +346,8 @@ pub fn run(users: usize, workers: usize, secs: u64, dir: Option<std::path::PathB
     });
     println!(
         "peak RSS: hotspot-edge {} KiB, FreeRADIUS {} KiB",
-        peak_rss_kib(edge.0.id()),
-        peak_rss_kib(fr.0.id())
+        rss_kib(&edge_pid, "VmHWM:"),
+        rss_kib(&fr_pid, "VmHWM:")
     );
     drop((edge, fr));
     if std::env::var_os("BENCH_KEEP").is_none() {
