@@ -9,6 +9,7 @@ shift
 ENV_FILE="cross/$TARGET.env"
 [ -f "$ENV_FILE" ] || { echo "no settings for $TARGET: expected $ENV_FILE" >&2; exit 2; }
 # shellcheck disable=SC1090
+TARGET_CFLAGS=""
 . "$ENV_FILE"
 ZIG_VENV=${ZIG_VENV:-$HOME/.local/share/hotspot-edge/zig-venv}
 # A fixed timestamp keeps the build reproducible; the clock floor it sets is a release date.
@@ -25,6 +26,7 @@ fi
 export "CARGO_TARGET_${triple_var}_RUSTFLAGS=$flags"
 if [ -n "${LINKER:-}" ]; then export "CARGO_TARGET_${triple_var}_LINKER=$LINKER"; fi
 if [ -n "${TARGET_CC:-}" ]; then export "CC_$(echo "$TARGET" | tr '-' '_')=$TARGET_CC"; fi
+if [ -n "${TARGET_CFLAGS:-}" ]; then export "CFLAGS_$(echo "$TARGET" | tr '-' '_')=$TARGET_CFLAGS"; fi
 
 case "$BUILDER" in
   cargo) cmd=(cargo "+$TOOLCHAIN" "${args[@]}" "$@") ;;

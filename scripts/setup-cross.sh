@@ -18,6 +18,8 @@ rustup target list --installed | grep -qx armv7-unknown-linux-gnueabihf ||
   rustup target add armv7-unknown-linux-gnueabihf
 rustup target list --installed | grep -qx aarch64-unknown-linux-musl ||
   rustup target add aarch64-unknown-linux-musl
+rustup target list --installed | grep -qx x86_64-unknown-linux-musl ||
+  rustup target add x86_64-unknown-linux-musl
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 rustup component list --toolchain nightly --installed | grep -q '^rust-src' ||
   rustup component add rust-src --toolchain nightly

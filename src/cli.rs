@@ -71,6 +71,7 @@ pub enum Cmd {
     #[command(subcommand)]
     Jobs(JobsCmd),
     /// A self-contained demo against the bundled RouterOS simulator: sell, log in, expire, report.
+    #[cfg(feature = "demo")]
     Demo(DemoArgs),
     /// Sign a remote command for [mqtt] (operators, scripts, tests): prints the message to publish
     /// on {prefix}/{site}/commands. Site and key come from the config unless given.
@@ -269,6 +270,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
         .config
         .clone()
         .unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH));
+    #[cfg(feature = "demo")]
     if let Cmd::Demo(a) = &cli.command {
         return crate::cli_demo::demo(a.seconds);
     }
@@ -530,7 +532,9 @@ impl<W: Write> Ctx<'_, W> {
     fn dispatch(&mut self, cmd: &Cmd) -> Result<(), CliError> {
         let now = self.store.now(self.clock)?;
         match cmd {
-            Cmd::Run | Cmd::CheckConfig | Cmd::Demo(_) | Cmd::SignCommand(_) => Ok(()),
+            Cmd::Run | Cmd::CheckConfig | Cmd::SignCommand(_) => Ok(()),
+            #[cfg(feature = "demo")]
+            Cmd::Demo(_) => Ok(()),
             Cmd::Status => {
                 let v = self.store.status(self.config.site_id(), &now)?;
                 if self.json {

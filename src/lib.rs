@@ -6,6 +6,7 @@
 pub mod app;
 pub mod backoff;
 pub mod cli;
+#[cfg(feature = "demo")]
 mod cli_demo;
 pub mod clock;
 pub mod config;
@@ -15,6 +16,9 @@ pub mod engine;
 pub mod logging;
 pub mod mqtt;
 pub mod nas;
+#[cfg(feature = "opennds")]
+pub mod opennds;
+#[cfg(feature = "radius")]
 pub mod radius;
 pub mod routeros;
 pub mod runtime;

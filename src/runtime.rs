@@ -40,6 +40,7 @@ pub enum RunError {
 }
 
 /// The RADIUS server's bound addresses (a port 0 in the config becomes a real one) and counters.
+#[cfg(feature = "radius")]
 #[derive(Clone)]
 pub struct RadiusInfo {
     pub auth: std::net::SocketAddr,
@@ -56,6 +57,7 @@ pub struct Daemon {
     /// The router connection, when a router backend is configured.
     pub link: Option<Arc<RouterLink>>,
     /// The RADIUS server, when `[radius]` is configured.
+    #[cfg(feature = "radius")]
     pub radius: Option<RadiusInfo>,
     wake: Arc<Notify>,
     jobs_wake: Arc<Notify>,
@@ -102,8 +104,9 @@ pub async fn run_with(
             config.router_password().map_err(RunError::Config)?,
             config.router_tls().map_err(RunError::Config)?,
         )),
-        RouterKind::None | RouterKind::Radius => None,
+        RouterKind::None | RouterKind::Radius | RouterKind::Opennds => None,
     };
+    #[cfg(feature = "radius")]
     let radius = match &config.radius {
         Some(r) => {
             let s = crate::radius::RadiusSettings::resolve(
@@ -125,6 +128,7 @@ pub async fn run_with(
         store: handle.clone(),
         clock: clock.clone(),
         link: None,
+        #[cfg(feature = "radius")]
         radius: None,
         wake: Arc::new(Notify::new()),
         jobs_wake: Arc::new(Notify::new()),
@@ -166,6 +170,33 @@ pub async fn run_with(
         tasks.push(tokio::spawn(enforcer.run_poll(stop_rx.clone())));
         daemon.link = Some(link);
     }
+    #[cfg(feature = "opennds")]
+    if config.router.kind == RouterKind::Opennds {
+        let o = &config.opennds;
+        let ms = |s: crate::units::Span| Duration::from_millis(s.ms().max(0) as u64);
+        let link = crate::opennds::OpenNdsLink::new(crate::opennds::OpenNdsNas::new(
+            crate::opennds::NdsctlSettings {
+                program: o.ndsctl.clone(),
+                timeout: ms(config.router.command_timeout),
+                busy_retries: o.busy_retries,
+                busy_wait: ms(o.busy_wait),
+                counter_unit: o.counter_unit,
+            },
+        ));
+        tracing::info!(ndsctl = %o.ndsctl.display(), "openNDS backend");
+        let settings = EnforceSettings {
+            hotspot_server: "all".into(),
+            usage_poll: ms(config
+                .enforcement
+                .usage_poll
+                .min(config.enforcement.reconcile)),
+            safety_margin_ms: config.router.safety_margin.ms(),
+        };
+        let enforcer = enforcer(&daemon, Arc::new(app::engine(&config)), link, settings);
+        tasks.push(tokio::spawn(enforcer.clone().run_jobs(stop_rx.clone())));
+        tasks.push(tokio::spawn(enforcer.run_poll(stop_rx.clone())));
+    }
+    #[cfg(feature = "radius")]
     if let Some((settings, (auth, acct))) = radius {
         let engine = Arc::new(app::engine(&config));
         if config.router.kind == RouterKind::Radius {

@@ -1,5 +1,6 @@
 //! Cloud sync against a real mosquitto: the daemon in-process (or as a process, for SIGKILL),
 //! the real store on a temp file, a test subscriber on the broker.
+#![cfg(feature = "demo")]
 
 mod common;
 

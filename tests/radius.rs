@@ -2,6 +2,7 @@
 //! a temp database, a UDP listener standing in for the NAS's RFC 5176 port, and hand-built
 //! packets (our own codec) where radclient cannot do it: another source address, exact
 //! retransmissions, garbage.
+#![cfg(feature = "radius")]
 
 mod common;
 

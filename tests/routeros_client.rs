@@ -1,5 +1,6 @@
 //! The real client (mikrotik-rs) against the simulator over real TCP, with the reply tag in both
 //! positions real routers may use.
+#![cfg(feature = "demo")]
 
 use std::time::Duration;
 

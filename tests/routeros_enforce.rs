@@ -1,5 +1,6 @@
 //! The daemon enforcing on a RouterOS hotspot: the real client over real TCP against the
 //! simulator, the real store on a temp file, the daemon in-process.
+#![cfg(feature = "demo")]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! API-SSL: the real client over TLS (rustls + ring) against the simulator serving TLS, with
 //! certificates made for the test: trust by CA file, trust by SHA-256 pin, and refusal of a
 //! certificate that matches neither.
+#![cfg(feature = "demo")]
 
 use std::sync::Arc;
 use std::time::Duration;

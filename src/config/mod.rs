@@ -45,6 +45,33 @@ pub struct Config {
     pub uplink: UplinkConfig,
     #[serde(default)]
     pub radius: Option<Spanned<RadiusConfig>>,
+    #[serde(default)]
+    pub opennds: OpenNdsConfig,
+}
+
+/// `[opennds]`: how to reach openNDS for `[router] kind = "opennds"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct OpenNdsConfig {
+    /// The ndsctl program.
+    pub ndsctl: PathBuf,
+    /// Bytes per unit of ndsctl's session counters: 1000 (openNDS 10), 1024 (older builds).
+    pub counter_unit: u64,
+    /// ndsctl exit code 4 (busy) is retried this many times ...
+    pub busy_retries: u32,
+    /// ... waiting this long times the attempt between tries.
+    pub busy_wait: Span,
+}
+
+impl Default for OpenNdsConfig {
+    fn default() -> Self {
+        OpenNdsConfig {
+            ndsctl: PathBuf::from("/usr/bin/ndsctl"),
+            counter_unit: 1000,
+            busy_retries: 5,
+            busy_wait: Span(200),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -268,6 +295,8 @@ pub enum RouterKind {
     /// Any RADIUS NAS (MikroTik in RADIUS mode, CoovaChilli): it asks our `[radius]` server,
     /// and is told to log users out with RFC 5176 Disconnect-Requests.
     Radius,
+    /// openNDS on this OpenWrt router, driven through `ndsctl` (`[opennds]`).
+    Opennds,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -534,12 +563,48 @@ fn check(c: &Config) -> Result<Vec<String>, (std::ops::Range<usize>, String)> {
             }
         }
     }
+    if c.router.kind == RouterKind::Opennds && !cfg!(feature = "opennds") {
+        return Err((
+            0..0,
+            "[router] kind = \"opennds\": this build has no openNDS backend (built without the cargo feature opennds)".into(),
+        ));
+    }
+    if c.router.kind == RouterKind::Opennds {
+        let o = &c.opennds;
+        if !matches!(o.counter_unit, 1000 | 1024) {
+            return Err((
+                0..0,
+                format!(
+                    "[opennds] counter-unit must be 1000 or 1024, not {}",
+                    o.counter_unit
+                ),
+            ));
+        }
+        if o.busy_retries > 50 || o.busy_wait.ms() > 5000 {
+            return Err((
+                0..0,
+                "[opennds] busy-retries at most 50 and busy-wait at most 5s: a busy openNDS must not hold the enforcer for minutes".into(),
+            ));
+        }
+        if !o.ndsctl.exists() {
+            warnings.push(format!(
+                "[opennds] ndsctl {} does not exist here: is openNDS installed (opkg install opennds)?",
+                o.ndsctl.display()
+            ));
+        }
+    }
     match (&c.radius, c.router.kind) {
-        (Some(r), kind) => {
+        (Some(r), _kind) => {
             warnings.extend(radius::check_radius(r.get_ref()).map_err(|e| (r.span(), e))?);
             // Reads and checks the client secrets as the daemon will.
-            crate::radius::RadiusSettings::resolve(r.get_ref(), kind != RouterKind::Routeros)
+            #[cfg(feature = "radius")]
+            crate::radius::RadiusSettings::resolve(r.get_ref(), _kind != RouterKind::Routeros)
                 .map_err(|e| (r.span(), e))?;
+            #[cfg(not(feature = "radius"))]
+            return Err((
+                r.span(),
+                "[radius]: this build has no RADIUS server (built without the cargo feature radius)".into(),
+            ));
         }
         (None, RouterKind::Radius) => {
             return Err((

@@ -5,6 +5,8 @@ pub mod backend;
 pub mod client;
 pub mod format;
 pub mod link;
+#[cfg(feature = "demo")]
 pub mod sim;
 pub mod tls;
+#[cfg(feature = "demo")]
 pub mod wire;

@@ -1,0 +1,418 @@
+//! openNDS (OpenWrt's captive portal) as the NAS: `[router] kind = "opennds"`. openNDS has no
+//! user database, only clients (devices) that are pre-authenticated or authenticated, so:
+//!
+//! - a login is `ndsctl auth MAC minutes rates quotas he=<user>`: the plan's rate limit and what
+//!   is left of time and data become openNDS's own limits, a safety net behind our timer;
+//! - the `custom` string (`he=<user>`) is how a client is known as ours after a restart;
+//! - a disconnect is `ndsctl deauth` of every authenticated client of the user, confirmed by
+//!   reading the list again; the poll reads `ndsctl json` as the RouterOS poll reads
+//!   `/ip/hotspot/active`, so enforcement and reconcile are the same code (`enforce`).
+//!
+//! Plans and users are remembered here (the enforcer sends them before every login), since
+//! openNDS cannot hold them.
+
+pub mod ndsctl;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::nas::{ActiveSession, DesiredProfile, DesiredUser, Health, Nas, NasError as E, NasLink};
+pub use ndsctl::{AuthArgs, NdsClient, Ndsctl, NdsctlSettings};
+
+#[derive(Default)]
+struct Desired {
+    profiles: HashMap<String, DesiredProfile>,
+    users: HashMap<String, DesiredUser>,
+}
+
+#[derive(Clone)]
+pub struct OpenNdsNas {
+    ctl: Arc<Ndsctl>,
+    desired: Arc<Mutex<Desired>>,
+}
+
+/// openNDS matches MACs as it stores them: lower case.
+fn target(mac: &str) -> String {
+    mac.to_ascii_lowercase()
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl OpenNdsNas {
+    pub fn new(settings: NdsctlSettings) -> Self {
+        OpenNdsNas {
+            ctl: Arc::new(Ndsctl { settings }),
+            desired: Default::default(),
+        }
+    }
+
+    fn desired(&self) -> std::sync::MutexGuard<'_, Desired> {
+        // A panic elsewhere while holding the lock leaves plain data: keep using it.
+        self.desired.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The limits of `ndsctl auth` for a user as last synchronised.
+    fn auth_args(&self, user: &str) -> Result<AuthArgs, E> {
+        let d = self.desired();
+        let Some(u) = d.users.get(user) else {
+            return Err(E::Trap {
+                command: "ndsctl auth".into(),
+                message: format!("user {user} was not synchronised before the login"),
+            });
+        };
+        let minutes = match u
+            .limit_uptime
+            .as_deref()
+            .map(crate::routeros::format::parse_duration)
+        {
+            Some(Ok(Some(ms))) => ((ms.max(0) as u64).div_ceil(60_000)).max(1),
+            _ => 0,
+        };
+        let (up_bps, down_bps) = d
+            .profiles
+            .get(&u.profile)
+            .and_then(|p| p.rate_limit.as_deref())
+            .and_then(crate::units::rate_limit_bps)
+            .unwrap_or((0, 0));
+        // openNDS has a quota per direction, not a total: each direction gets the whole total.
+        let quota_kb = u.limit_bytes_total.map(|b| b.div_ceil(1000)).unwrap_or(0);
+        Ok(AuthArgs {
+            minutes,
+            upload_kbps: up_bps.div_ceil(1000),
+            download_kbps: down_bps.div_ceil(1000),
+            upload_quota_kb: quota_kb,
+            download_quota_kb: quota_kb,
+            custom: ndsctl::custom_for(user),
+        })
+    }
+
+    fn theirs<'a>(clients: &'a [NdsClient], user: &str) -> Vec<&'a NdsClient> {
+        clients
+            .iter()
+            .filter(|c| c.authenticated() && c.user.as_deref() == Some(user))
+            .collect()
+    }
+
+    /// Deauthenticates these clients, then reads the list again: any still authenticated is an
+    /// error (the disconnect job is retried).
+    async fn deauth_confirmed(&self, macs: &[String]) -> Result<(), E> {
+        for m in macs {
+            self.ctl.deauth(&target(m)).await?;
+        }
+        if macs.is_empty() {
+            return Ok(());
+        }
+        let left: Vec<String> = self
+            .ctl
+            .clients()
+            .await?
+            .into_iter()
+            .filter(|c| c.authenticated() && macs.contains(&c.mac))
+            .map(|c| c.mac)
+            .collect();
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(E::Unconfirmed(format!(
+                "openNDS still has {} authenticated after ndsctl deauth",
+                left.join(", ")
+            )))
+        }
+    }
+}
+
+impl Nas for OpenNdsNas {
+    async fn ensure_profile(&self, p: &DesiredProfile) -> Result<(), E> {
+        self.desired().profiles.insert(p.name.clone(), p.clone());
+        Ok(())
+    }
+
+    async fn upsert_user(&self, u: &DesiredUser) -> Result<(), E> {
+        self.desired().users.insert(u.name.clone(), u.clone());
+        if u.disabled {
+            // A disconnect job follows; nothing logs a device in by itself on openNDS.
+            return Ok(());
+        }
+        // More time bought while online: openNDS would still end the session at the old
+        // timeout, so the devices are authenticated again with the new limits.
+        let a = self.auth_args(&u.name)?;
+        if a.minutes == 0 {
+            return Ok(());
+        }
+        let wanted_end = unix_now() + (a.minutes as i64) * 60;
+        let clients = self.ctl.clients().await?;
+        for c in Self::theirs(&clients, &u.name) {
+            if c.session_end.is_some_and(|end| end + 60 < wanted_end) {
+                self.ctl.deauth(&target(&c.mac)).await?;
+                // Needs openNDS's allow_preemptive_authentication '1' (its default): the
+                // device is no longer in the list after the deauth.
+                self.ctl.auth(&target(&c.mac), &a).await.map_err(|e| {
+                    tracing::error!(user = %u.name, mac = %c.mac, error = %e, "re-authentication with the new time failed: set allow_preemptive_authentication '1' in /etc/config/opennds");
+                    e
+                })?;
+                tracing::info!(user = %u.name, mac = %c.mac, minutes = a.minutes, "openNDS session extended (authenticated again)");
+            }
+        }
+        Ok(())
+    }
+
+    async fn remove_user(&self, name: &str) -> Result<bool, E> {
+        Ok(self.desired().users.remove(name).is_some())
+    }
+
+    async fn remove_cookies(&self, _user: &str) -> Result<usize, E> {
+        Ok(0)
+    }
+
+    async fn disconnect(&self, user: &str) -> Result<usize, E> {
+        let clients = self.ctl.clients().await?;
+        let macs: Vec<String> = Self::theirs(&clients, user)
+            .into_iter()
+            .map(|c| c.mac.clone())
+            .collect();
+        self.deauth_confirmed(&macs).await?;
+        Ok(macs.len())
+    }
+
+    async fn bulk_disconnect(
+        &self,
+        users: &HashSet<String>,
+        disable: &HashSet<String>,
+    ) -> Result<HashMap<String, (u32, u32)>, E> {
+        {
+            let mut d = self.desired();
+            for u in disable {
+                if let Some(x) = d.users.get_mut(u) {
+                    x.disabled = true;
+                }
+            }
+        }
+        let clients = self.ctl.clients().await?;
+        let mut out: HashMap<String, (u32, u32)> =
+            users.iter().map(|u| (u.clone(), (0, 0))).collect();
+        let mut macs = Vec::new();
+        for c in clients.iter().filter(|c| c.authenticated()) {
+            if let Some(n) = c.user.as_ref().and_then(|u| out.get_mut(u)) {
+                n.0 += 1;
+                macs.push(c.mac.clone());
+            }
+        }
+        self.deauth_confirmed(&macs).await?;
+        Ok(out)
+    }
+
+    async fn kick(&self, session_id: &str) -> Result<(), E> {
+        // The session id is the client's token; gone already is fine.
+        self.ctl.deauth(session_id).await?;
+        Ok(())
+    }
+
+    async fn active(&self, _server: Option<&str>) -> Result<Vec<ActiveSession>, E> {
+        Ok(self
+            .ctl
+            .clients()
+            .await?
+            .into_iter()
+            .filter(|c| c.authenticated())
+            .map(|c| ActiveSession {
+                id: c.token,
+                // Not ours (authenticated by something else): the poll logs it out.
+                user: c.user.unwrap_or_default(),
+                server: "opennds".into(),
+                mac: Some(c.mac),
+                address: c.ip,
+                // RouterOS's view: bytes in from the client (upload), out to it (download).
+                bytes_in: c.upload_bytes,
+                bytes_out: c.download_bytes,
+            })
+            .collect())
+    }
+
+    async fn login(
+        &self,
+        user: &str,
+        _password: &str,
+        mac: &str,
+        ip: Option<&str>,
+    ) -> Result<(), E> {
+        let a = self.auth_args(user)?;
+        let mac = crate::domain::Mac::parse(mac).map_err(|m| E::Trap {
+            command: "ndsctl auth".into(),
+            message: m,
+        })?;
+        let clients = self.ctl.clients().await?;
+        if let Some(c) = clients
+            .iter()
+            .find(|c| c.mac == mac.as_str() && c.authenticated())
+        {
+            if c.user.as_deref() == Some(user) {
+                return Ok(());
+            }
+            // The device was on as someone else: it is now this user's.
+            self.ctl.deauth(&target(&c.mac)).await?;
+        }
+        self.ctl.auth(&target(mac.as_str()), &a).await?;
+        tracing::info!(%user, mac = %mac.as_str(), ip = ?ip, minutes = a.minutes, "device authenticated on openNDS");
+        Ok(())
+    }
+
+    async fn health(&self) -> Result<Health, E> {
+        self.ctl.status().await
+    }
+}
+
+#[derive(Default)]
+struct LinkState {
+    up: bool,
+    failures: u32,
+    retry_at: Option<Instant>,
+    last_error: Option<String>,
+}
+
+/// openNDS is on this machine: "connected" means ndsctl answers. A failed call marks it down;
+/// the next use after a backoff asks `ndsctl status` and, if it answers, bumps the generation
+/// so the enforcer re-reads the client list.
+pub struct OpenNdsLink {
+    nas: OpenNdsNas,
+    state: tokio::sync::Mutex<LinkState>,
+    generation: watch::Sender<u64>,
+}
+
+impl OpenNdsLink {
+    pub fn new(nas: OpenNdsNas) -> Arc<Self> {
+        Arc::new(OpenNdsLink {
+            nas,
+            state: Default::default(),
+            generation: watch::channel(0).0,
+        })
+    }
+}
+
+fn backoff(failures: u32) -> Duration {
+    crate::backoff::backoff(
+        failures,
+        Duration::from_millis(500),
+        Duration::from_secs(30),
+    )
+}
+
+impl NasLink for OpenNdsLink {
+    type Nas = OpenNdsNas;
+
+    fn generation(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
+    async fn get(&self) -> Result<OpenNdsNas, E> {
+        let mut st = self.state.lock().await;
+        if st.up {
+            return Ok(self.nas.clone());
+        }
+        if st.retry_at.is_some_and(|t| Instant::now() < t) {
+            return Err(E::Unreachable(
+                st.last_error
+                    .clone()
+                    .unwrap_or_else(|| "openNDS not answering".into()),
+            ));
+        }
+        match self.nas.health().await {
+            Ok(h) => {
+                tracing::info!(version = %h.version, gateway = %h.identity, "openNDS answers");
+                *st = LinkState {
+                    up: true,
+                    ..Default::default()
+                };
+                self.generation.send_modify(|g| *g += 1);
+                Ok(self.nas.clone())
+            }
+            Err(e) => {
+                st.failures += 1;
+                st.retry_at = Some(Instant::now() + backoff(st.failures));
+                if st.last_error.as_deref() != Some(&e.to_string()) {
+                    tracing::warn!(error = %e, "openNDS not answering");
+                }
+                st.last_error = Some(e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    async fn broken(&self, e: &E) {
+        let mut st = self.state.lock().await;
+        if st.up {
+            tracing::warn!(error = %e, "openNDS stopped answering");
+        }
+        st.up = false;
+        st.failures += 1;
+        st.retry_at = Some(Instant::now() + backoff(st.failures));
+        st.last_error = Some(e.to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nas() -> OpenNdsNas {
+        OpenNdsNas::new(NdsctlSettings {
+            program: "/nonexistent/ndsctl".into(),
+            timeout: Duration::from_secs(1),
+            busy_retries: 0,
+            busy_wait: Duration::from_millis(1),
+            counter_unit: 1000,
+        })
+    }
+
+    #[tokio::test]
+    async fn auth_args_come_from_the_plan_and_what_is_left() {
+        let n = nas();
+        n.ensure_profile(&DesiredProfile {
+            name: "1h".into(),
+            rate_limit: Some("512k/2M".into()),
+            shared_users: 1,
+        })
+        .await
+        .unwrap();
+        n.desired().users.insert(
+            "V1".into(),
+            DesiredUser {
+                name: "V1".into(),
+                password: "p".into(),
+                profile: "1h".into(),
+                disabled: false,
+                limit_uptime: Some("1h1s".into()),
+                limit_bytes_total: Some(1_500_001),
+                mac: None,
+            },
+        );
+        let a = n.auth_args("V1").unwrap();
+        assert_eq!(
+            a,
+            AuthArgs {
+                minutes: 61,
+                upload_kbps: 512,
+                download_kbps: 2000,
+                upload_quota_kb: 1501,
+                download_quota_kb: 1501,
+                custom: "he=V1".into(),
+            }
+        );
+        assert!(matches!(n.auth_args("nobody"), Err(E::Trap { .. })));
+    }
+
+    #[tokio::test]
+    async fn a_missing_ndsctl_is_a_link_error() {
+        let e = nas().active(None).await.unwrap_err();
+        assert!(e.is_link(), "{e}");
+        assert!(e.to_string().contains("/nonexistent/ndsctl"), "{e}");
+    }
+}

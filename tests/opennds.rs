@@ -1,0 +1,284 @@
+//! The daemon enforcing on openNDS: the real `ndsctl` calls (child processes, exit codes, JSON)
+//! against `tests/fixtures/fake-ndsctl`, a stand-in that keeps state like openNDS (clients,
+//! authentication, timeouts, quotas, the busy lock), the real store on a temp file.
+#![cfg(feature = "opennds")]
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hotspot_edge::clock::SystemClock;
+use hotspot_edge::config;
+use hotspot_edge::engine::command::*;
+use hotspot_edge::engine::Command;
+use hotspot_edge::runtime::Daemon;
+use serde_json::Value;
+
+struct Rig {
+    daemon: Daemon,
+    running: common::daemon::Running,
+    state: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+const PLANS: &str = r#"
+[[plans]]
+id = "short"
+name = "3 seconds"
+price = 100
+currency = "KES"
+time = "3s"
+rate-limit = "512k/2M"
+
+[[plans]]
+id = "hour"
+name = "1 hour, 1 MB"
+price = 1000
+currency = "KES"
+time = "1h"
+data = "1MB"
+"#;
+
+fn fake() -> String {
+    format!("{}/tests/fixtures/fake-ndsctl", env!("CARGO_MANIFEST_DIR"))
+}
+
+async fn rig() -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("nds.json");
+    // The daemon runs `ndsctl ARGS`: a wrapper gives the fake its state file.
+    let ndsctl = dir.path().join("ndsctl");
+    std::fs::write(
+        &ndsctl,
+        format!(
+            "#!/bin/sh\nexec python3 {} --state {} \"$@\"\n",
+            fake(),
+            state.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&ndsctl, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let text = format!(
+        r#"[site]
+id = "nds"
+[store]
+path = "{}"
+[log]
+level = "warn"
+[enforcement]
+usage-poll = "1s"
+[router]
+kind = "opennds"
+command-timeout = "5s"
+[opennds]
+ndsctl = "{}"
+busy-wait = "50ms"
+{PLANS}"#,
+        dir.path().join("h.db").display(),
+        ndsctl.display()
+    );
+    let config = config::parse(&text, "nds.toml").unwrap().config;
+    let running = common::daemon::start(config, Arc::new(SystemClock)).await;
+    Rig {
+        daemon: running.daemon.clone(),
+        running,
+        state,
+        dir,
+    }
+}
+
+impl Rig {
+    /// Runs the fake ndsctl on the rig's state (a device joining, traffic, faults).
+    fn nds(&self, args: &[&str]) -> String {
+        let o = std::process::Command::new("python3")
+            .arg(fake())
+            .arg("--state")
+            .arg(&self.state)
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8(o.stdout).unwrap()
+    }
+
+    /// The fake's record of a client (raw state: bytes, limits), or None.
+    fn client(&self, mac: &str) -> Option<Value> {
+        let v: Value = serde_json::from_str(&self.nds(&["_get", mac])).unwrap();
+        (!v.is_null()).then_some(v)
+    }
+
+    fn authenticated_as(&self, mac: &str) -> Option<String> {
+        self.client(mac)
+            .filter(|c| c["state"] == "Authenticated")
+            .map(|c| c["custom"].as_str().unwrap_or("").to_string())
+    }
+
+    async fn pay(&self, reference: &str, phone: &str, plan: &str, mac: Option<&str>) -> String {
+        let r = common::daemon::apply(
+            &self.daemon,
+            None,
+            Command::PaymentConfirmed(PaymentArgs {
+                provider: "mpesa".into(),
+                reference: reference.into(),
+                phone: Some(phone.into()),
+                plan: plan.into(),
+                mac: mac.map(String::from),
+                ip: mac.map(|_| "192.168.8.10".to_string()),
+                ..Default::default()
+            }),
+        )
+        .await
+        .unwrap();
+        r["user"].as_str().unwrap().to_string()
+    }
+
+    async fn user(&self, name: &str) -> Value {
+        common::daemon::user(&self.daemon, name).await
+    }
+
+    async fn events(&self, ty: &str) -> Vec<Value> {
+        common::daemon::events(&self.daemon, "nds", ty).await
+    }
+
+    async fn stop(self) {
+        let Rig {
+            daemon,
+            running,
+            dir,
+            ..
+        } = self;
+        drop(daemon);
+        running.stop().await;
+        drop(dir);
+    }
+}
+
+/// Waits (real time) until `f` holds, or fails the test with `what`.
+async fn until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < end, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+const MAC: &str = "AA:BB:CC:00:00:01";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payment_authenticates_usage_is_read_and_expiry_deauthenticates() {
+    let r = rig().await;
+    r.nds(&["_connect", MAC, "192.168.8.10"]);
+    let paid = Instant::now();
+    let user = r.pay("R1", "254700000001", "short", Some(MAC)).await;
+    until("openNDS authenticates the device", 10, || {
+        r.authenticated_as(MAC) == Some(format!("he={user}"))
+    })
+    .await;
+    let c = r.client(MAC).unwrap();
+    // The plan's rate limit in kb/s; 3 s plus the 60 s safety margin, in whole minutes.
+    assert_eq!(
+        (c["up_rate"].as_u64(), c["down_rate"].as_u64()),
+        (Some(512), Some(2000))
+    );
+    assert_eq!(
+        c["session_end"].as_i64().unwrap() - c["session_start"].as_i64().unwrap(),
+        120
+    );
+    r.nds(&["_traffic", MAC, "40000", "900000"]);
+    until("the device is deauthenticated at expiry", 10, || {
+        r.client(MAC).is_none()
+    })
+    .await;
+    let took = paid.elapsed();
+    assert!(
+        took >= Duration::from_millis(2500),
+        "cut off early, after {took:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let u = r.user(&user).await;
+    assert_eq!(u["state"], "expired", "{u}");
+    assert_eq!(r.events("session.started").await.len(), 1);
+    let ended = r.events("session.ended").await;
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    assert_eq!(ended[0]["payload"]["reason"], "expired");
+    // ndsctl counters are kB (x1000): 40 kB up, 900 kB down reached the store.
+    let used = &ended[0]["payload"];
+    assert_eq!(
+        (used["bytes-in"].as_u64(), used["bytes-out"].as_u64()),
+        (Some(40_000), Some(900_000)),
+        "{used}"
+    );
+    let log = r.nds(&["_log"]);
+    assert!(
+        log.contains(&format!("auth aa:bb:cc:00:00:01 2 512 2000 0 0 he={user}")),
+        "{log}"
+    );
+    assert!(log.contains("deauth aa:bb:cc:00:00:01"), "{log}");
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_or_busy_opennds_delays_a_login_but_does_not_lose_it() {
+    let r = rig().await;
+    r.nds(&["_connect", MAC, "192.168.8.10"]);
+    r.nds(&["_stop"]);
+    let user = r.pay("R1", "254700000001", "hour", Some(MAC)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(r.authenticated_as(MAC), None);
+    // Back, but busy for the next few calls (another ndsctl holds the lock): retried.
+    r.nds(&["_busy", "3"]);
+    r.nds(&["_start"]);
+    until("the login is carried out once openNDS answers", 15, || {
+        r.authenticated_as(MAC) == Some(format!("he={user}"))
+    })
+    .await;
+    // 1 MB of data: openNDS's own quota is the safety net above it (kB, per direction).
+    let c = r.client(MAC).unwrap();
+    assert!(c["down_quota"].as_u64().unwrap() > 1000, "{c}");
+    assert_eq!(r.user(&user).await["state"], "active");
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_logins_are_cut_and_garbage_output_is_survived() {
+    let r = rig().await;
+    let other = "AA:BB:CC:00:00:99";
+    r.nds(&["_connect", other, "192.168.8.99"]);
+    r.nds(&["_garbage", "2"]);
+    r.nds(&["_authother", other]);
+    until("the device nobody paid for is deauthenticated", 10, || {
+        r.client(other).is_none()
+    })
+    .await;
+    // After broken JSON the daemon still works: a payment logs a device in.
+    r.nds(&["_connect", MAC, "192.168.8.10"]);
+    let user = r.pay("R1", "254700000001", "hour", Some(MAC)).await;
+    until("logged in", 10, || {
+        r.authenticated_as(MAC) == Some(format!("he={user}"))
+    })
+    .await;
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paying_again_while_online_extends_openndss_own_timeout() {
+    let r = rig().await;
+    r.nds(&["_connect", MAC, "192.168.8.10"]);
+    let user = r.pay("R1", "254700000001", "hour", Some(MAC)).await;
+    until("logged in", 10, || r.authenticated_as(MAC).is_some()).await;
+    let first = r.client(MAC).unwrap();
+    let minutes = |c: &Value| {
+        (c["session_end"].as_i64().unwrap() - c["session_start"].as_i64().unwrap()) / 60
+    };
+    assert_eq!(minutes(&first), 61);
+    let again = r.pay("R2", "254700000001", "hour", None).await;
+    assert_eq!(again, user);
+    until("openNDS's timeout covers both hours", 10, || {
+        r.client(MAC).is_some_and(|c| minutes(&c) >= 120)
+    })
+    .await;
+    assert_eq!(r.authenticated_as(MAC), Some(format!("he={user}")));
+    r.stop().await;
+}
