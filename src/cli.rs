@@ -76,6 +76,22 @@ pub enum Cmd {
     /// Sign a remote command for [mqtt] (operators, scripts, tests): prints the message to publish
     /// on {prefix}/{site}/commands. Site and key come from the config unless given.
     SignCommand(SignArgs),
+    /// Print the RouterOS commands that prepare a router for the daemon (least-privilege user,
+    /// API-SSL, allow-list, a profile per plan, RADIUS when configured), or check such a script.
+    RouterosScript(RouterosScriptArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RouterosScriptArgs {
+    /// The daemon's address as the router sees it: the only address allowed to use the API.
+    #[arg(long, value_name = "IP", required_unless_present = "check")]
+    pub daemon_address: Option<std::net::IpAddr>,
+    /// Write the router password and RADIUS secret into the script (default: placeholders).
+    #[arg(long)]
+    pub include_secrets: bool,
+    /// Check a script's syntax and arguments instead of printing one.
+    #[arg(long, value_name = "FILE")]
+    pub check: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -256,6 +272,47 @@ pub struct DemoArgs {
     pub seconds: u32,
 }
 
+fn routeros_script(a: &RouterosScriptArgs, config: &config::Config) -> i32 {
+    use crate::routeros::setup;
+    if let Some(f) = &a.check {
+        let text = match std::fs::read_to_string(f) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: {}: {e}", f.display());
+                return EXIT_USAGE;
+            }
+        };
+        return match setup::check(&text) {
+            Ok(n) => {
+                println!("ok: {n} commands");
+                EXIT_OK
+            }
+            Err(e) => {
+                eprintln!("error: {}: {e}", f.display());
+                EXIT_REFUSED
+            }
+        };
+    }
+    let Some(daemon_address) = a.daemon_address else {
+        eprintln!("error: --daemon-address is required");
+        return EXIT_USAGE;
+    };
+    let opts = setup::ScriptOptions {
+        daemon_address,
+        include_secrets: a.include_secrets,
+    };
+    match setup::script(config, &opts) {
+        Ok(s) => {
+            print!("{s}");
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXIT_BAD_CONFIG
+        }
+    }
+}
+
 /// Parses `args` and runs; returns the process exit code.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
     let cli = match Cli::try_parse_from(args) {
@@ -294,6 +351,9 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
         return EXIT_OK;
     }
     let config = loaded.config;
+    if let Cmd::RouterosScript(a) = &cli.command {
+        return routeros_script(a, &config);
+    }
     if let Cmd::SignCommand(a) = &cli.command {
         return sign_command(a, Some(&config));
     }
@@ -532,7 +592,7 @@ impl<W: Write> Ctx<'_, W> {
     fn dispatch(&mut self, cmd: &Cmd) -> Result<(), CliError> {
         let now = self.store.now(self.clock)?;
         match cmd {
-            Cmd::Run | Cmd::CheckConfig | Cmd::SignCommand(_) => Ok(()),
+            Cmd::Run | Cmd::CheckConfig | Cmd::SignCommand(_) | Cmd::RouterosScript(_) => Ok(()),
             #[cfg(feature = "demo")]
             Cmd::Demo(_) => Ok(()),
             Cmd::Status => {
