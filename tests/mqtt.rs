@@ -415,7 +415,7 @@ async fn sigkill_during_a_drain_loses_nothing() {
         .query_row("SELECT max(seq) FROM outbox", [], |r| r.get(0))
         .unwrap();
     let start = || {
-        std::process::Command::new(bin("hotspot-edge"))
+        common::our_binary(bin("hotspot-edge"))
             .args(["run", "-c"])
             .arg(&cfg)
             .stdout(std::process::Stdio::null())

@@ -4,6 +4,21 @@
 pub mod daemon;
 pub mod mosquitto;
 
+/// A command that runs one of our binaries. Under qemu-user (scripts/test-qemu.sh) a foreign
+/// binary cannot be exec'd directly (no binfmt here): HOTSPOT_EDGE_TEST_RUNNER, e.g.
+/// "qemu-mipsel -cpu 24Kc", is put in front of it.
+pub fn our_binary(path: &str) -> std::process::Command {
+    match std::env::var("HOTSPOT_EDGE_TEST_RUNNER") {
+        Ok(r) if !r.trim().is_empty() => {
+            let mut words = r.split_whitespace();
+            let mut c = std::process::Command::new(words.next().unwrap_or_default());
+            c.args(words).arg(path);
+            c
+        }
+        _ => std::process::Command::new(path),
+    }
+}
+
 use hotspot_edge::clock::{FakeClock, TimePolicy};
 use hotspot_edge::engine::command::*;
 use hotspot_edge::engine::{Command, Engine, SeededEntropy, Settings};
