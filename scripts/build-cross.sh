@@ -6,32 +6,21 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 TARGET=${1:?usage: scripts/build-cross.sh TARGET [cargo args]}
 shift
-ENV_FILE="cross/$TARGET.env"
-[ -f "$ENV_FILE" ] || { echo "no settings for $TARGET: expected $ENV_FILE" >&2; exit 2; }
-# shellcheck disable=SC1090
-TARGET_CFLAGS=""
-. "$ENV_FILE"
-ZIG_VENV=${ZIG_VENV:-$HOME/.local/share/hotspot-edge/zig-venv}
+. scripts/cross-env.sh
 # A fixed timestamp keeps the build reproducible; the clock floor it sets is a release date.
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
 
-triple_var=$(echo "$TARGET" | tr 'a-z-' 'A-Z_')
 args=(build --release --target "$TARGET" --bin hotspot-edge)
-flags="$TARGET_RUSTFLAGS"
 if [ "$BUILD_STD" = yes ]; then
   args+=(-Z build-std=std,panic_abort)
   # Smaller MIPS binaries; nightly-only flags, so they live here and not in Cargo.toml.
   flags="$flags -Z location-detail=none"
 fi
-export "CARGO_TARGET_${triple_var}_RUSTFLAGS=$flags"
-if [ -n "${LINKER:-}" ]; then export "CARGO_TARGET_${triple_var}_LINKER=$LINKER"; fi
-if [ -n "${TARGET_CC:-}" ]; then export "CC_$(echo "$TARGET" | tr '-' '_')=$TARGET_CC"; fi
-if [ -n "${TARGET_CFLAGS:-}" ]; then export "CFLAGS_$(echo "$TARGET" | tr '-' '_')=$TARGET_CFLAGS"; fi
+export_rustflags
 
 case "$BUILDER" in
   cargo) cmd=(cargo "+$TOOLCHAIN" "${args[@]}" "$@") ;;
   zigbuild)
-    export PATH="$ZIG_VENV/bin:$PATH"
     args[0]=zigbuild
     if [ "$TOOLCHAIN" = nightly ]; then
       # cargo-zigbuild rejects "+nightly"; the toolchain is chosen through the environment.

@@ -19,7 +19,8 @@ ALL_TARGETS=(
   mipsel-unknown-linux-musl
   mips-unknown-linux-musl
 )
-FEATURES=${FEATURES-http-uplink,radius,opennds}
+DEVICE_FEATURES=http-uplink,radius,opennds
+FEATURES=${FEATURES-$DEVICE_FEATURES}
 MIPSEL_BUDGET=5000000
 VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 
@@ -31,17 +32,17 @@ build() { # target features -> prints the binary's size
 
 if [ "${1:-}" = "--feature-sizes" ]; then
   target=${2:?usage: scripts/build-release.sh --feature-sizes TARGET}
-  full=$(build "$target" "http-uplink,radius,opennds")
+  full=$(build "$target" "$DEVICE_FEATURES")
   printf '| %s | build | bytes | saved |\n| --- | --- | ---: | ---: |\n' "$target"
-  printf '| | all device features (http-uplink, radius, opennds) | %s | |\n' "$full"
-  for drop in http-uplink radius opennds; do
-    rest=$(echo "http-uplink,radius,opennds" | tr ',' '\n' | grep -vx "$drop" | paste -sd, -)
+  printf '| | all device features (%s) | %s | |\n' "$DEVICE_FEATURES" "$full"
+  for drop in ${DEVICE_FEATURES//,/ }; do
+    rest=$(echo "$DEVICE_FEATURES" | tr ',' '\n' | grep -vx "$drop" | paste -sd, -)
     size=$(build "$target" "$rest")
     printf '| | without %s | %s | %s |\n' "$drop" "$size" "$((full - size))"
   done
   size=$(build "$target" "")
   printf '| | none (RouterOS + MQTT only) | %s | %s |\n' "$size" "$((full - size))"
-  size=$(build "$target" "http-uplink,radius,opennds,demo")
+  size=$(build "$target" "$DEVICE_FEATURES,demo")
   printf '| | with demo (simulator) | %s | %s |\n' "$size" "$((full - size))"
   exit 0
 fi

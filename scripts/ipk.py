@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Builds and checks OpenWrt .ipk packages of hotspot-edge without the OpenWrt SDK.
 
-    scripts/ipk.py build BINARY ARCH VERSION OUT.ipk
+    scripts/ipk.py build BINARY ARCH OUTDIR    (prints the .ipk's path)
     scripts/ipk.py check PACKAGE.ipk
 
 An .ipk as OpenWrt's scripts/ipkg-build makes it: a gzipped tar of ./debian-binary ("2.0"),
@@ -53,7 +53,9 @@ PRERM = """#!/bin/sh
 default_prerm $0 $@
 """
 
-def build(binary, arch, version, out):
+def build(binary, arch, outdir):
+    version, release = makefile_field("PKG_VERSION"), makefile_field("PKG_RELEASE")
+    out = os.path.join(outdir, "hotspot-edge_%s-r%s_%s.ipk" % (version, release, arch))
     read = lambda p: open(os.path.join(PKG, p), "rb").read()
     files = [
         ("./usr/bin/hotspot-edge", 0o755, open(binary, "rb").read()),
@@ -70,7 +72,6 @@ def build(binary, arch, version, out):
     data = tar_gz([("./", 0o755, None)] + [(d + "/", 0o755, None) for d in sorted(all_dirs)] + files)
     size = sum(len(f[2]) for f in files)
     user = makefile_field("USERID")
-    release = makefile_field("PKG_RELEASE") or "1"
     control = "\n".join([
         "Package: hotspot-edge",
         "Version: %s-r%s" % (version, release),
@@ -102,7 +103,8 @@ def build(binary, arch, version, out):
                     ("./control.tar.gz", 0o644, ctl)])
     with open(out, "wb") as f:
         f.write(outer)
-    print("%s %d bytes, sha256 %s" % (out, len(outer), hashlib.sha256(outer).hexdigest()))
+    print(out)
+    print("%s %d bytes, sha256 %s" % (out, len(outer), hashlib.sha256(outer).hexdigest()), file=sys.stderr)
 
 def fail(msg):
     print("FAIL: " + msg, file=sys.stderr)
@@ -153,7 +155,7 @@ def check(path):
         m, body = ctl.get(script, (None, None))
         if body is None or not body.startswith(b"#!/bin/sh") or not m.mode & 0o100:
             fail("%s missing or not an executable shell script" % script)
-    for f, mode in [("usr/bin/hotspot-edge", 0o755), ("etc/init.d/hotspot-edge", 0o755)]:
+    for f in ["usr/bin/hotspot-edge", "etc/init.d/hotspot-edge"]:
         if f not in data:
             fail("%s missing" % f)
         if data[f][0].mode & 0o111 == 0:
@@ -182,7 +184,7 @@ def check(path):
 
 if __name__ == "__main__":
     a = sys.argv[1:]
-    if a[:1] == ["build"] and len(a) == 5:
+    if a[:1] == ["build"] and len(a) == 4:
         build(*a[1:])
     elif a[:1] == ["check"] and len(a) == 2:
         check(a[1])

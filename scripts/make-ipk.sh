@@ -20,9 +20,6 @@ ARCH=${ARCH:-$default_arch}
 [ -n "$ARCH" ] || exit 2
 bin="dist/hotspot-edge-$TARGET"
 [ -f "$bin" ] || { echo "$bin missing: run scripts/build-release.sh $TARGET first" >&2; exit 2; }
-version=$(sed -n 's/^PKG_VERSION:=//p' openwrt/hotspot-edge/Makefile)
-release=$(sed -n 's/^PKG_RELEASE:=//p' openwrt/hotspot-edge/Makefile)
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 0)}
-out="dist/hotspot-edge_${version}-r${release}_${ARCH}.ipk"
-python3 scripts/ipk.py build "$bin" "$ARCH" "$version" "$out"
+out=$(python3 scripts/ipk.py build "$bin" "$ARCH" dist)
 python3 scripts/ipk.py check "$out"

@@ -10,21 +10,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TARGET=${1:?usage: scripts/test-qemu.sh TARGET}
-. "cross/$TARGET.env"
-ZIG_VENV=${ZIG_VENV:-$HOME/.local/share/hotspot-edge/zig-venv}
-triple_var=$(echo "$TARGET" | tr 'a-z-' 'A-Z_')
+. scripts/cross-env.sh
+export_rustflags
 export "CARGO_TARGET_${triple_var}_RUNNER=$QEMU"
 export HOTSPOT_EDGE_TEST_RUNNER="$QEMU"
-export "CARGO_TARGET_${triple_var}_RUSTFLAGS=$TARGET_RUSTFLAGS"
-if [ -n "${LINKER:-}" ]; then export "CARGO_TARGET_${triple_var}_LINKER=$LINKER"; fi
-if [ -n "${TARGET_CC:-}" ]; then export "CC_$(echo "$TARGET" | tr '-' '_')=$TARGET_CC"; fi
-if [ -n "${TARGET_CFLAGS:-}" ]; then export "CFLAGS_$(echo "$TARGET" | tr '-' '_')=$TARGET_CFLAGS"; fi
 tests=(--lib --test store --test engine --test routeros_enforce --test routeros_client --test mqtt --test opennds)
 skip=(-- --skip ten_thousand)
 case "$BUILDER" in
   cargo) cargo "+$TOOLCHAIN" test --locked --target "$TARGET" "${tests[@]}" "${skip[@]}" ;;
   zigbuild)
-    export PATH="$ZIG_VENV/bin:$PATH"
     std=()
     [ "$BUILD_STD" = yes ] && std=(-Z build-std=std,panic_unwind)
     # zig links; `cargo-zigbuild test` takes the toolchain from the environment, not "+nightly".

@@ -1,8 +1,6 @@
 //! What every entry point does with a loaded config: open the store and bring the plans of the
 //! config into it. Shared by the CLI commands and the daemon.
 
-use std::time::Duration;
-
 use crate::clock::{Clock, TimePolicy};
 use crate::config::Config;
 use crate::engine::command::{PlanArgs, PlanIdArg};
@@ -11,7 +9,7 @@ use crate::store::{ApplyError, OpenOptions, Store};
 
 pub fn open_options(config: &Config, check: bool) -> OpenOptions {
     OpenOptions {
-        busy_timeout: Duration::from_millis(config.store.busy_timeout.ms().max(0) as u64),
+        busy_timeout: config.store.busy_timeout.duration(),
         check,
         policy: TimePolicy::new(config.enforcement.max_offline_charge.ms()),
     }

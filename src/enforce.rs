@@ -24,7 +24,6 @@ use crate::engine::model::UserState;
 use crate::engine::{Command, Engine, Job, OsEntropy};
 use crate::nas::{ActiveSession, DesiredProfile, DesiredUser, Nas, NasLink};
 use crate::routeros::client::RouterError;
-use crate::routeros::format::format_duration;
 use crate::routeros::link::RouterLink;
 use crate::store::{StoreError, StoreGone, StoreHandle};
 
@@ -329,8 +328,7 @@ impl<L: NasLink> Enforcer<L> {
             password: u.password.clone(),
             profile,
             disabled: !live,
-            limit_uptime: live
-                .then(|| format_duration(u.time_left_ms + self.settings.safety_margin_ms)),
+            limit_uptime_ms: live.then(|| u.time_left_ms + self.settings.safety_margin_ms),
             // The router's own limit is a safety net for when the daemon is not running: set above
             // ours, so that normally we see the traffic and cut off first.
             limit_bytes_total: u.data_left.filter(|_| live).map(data_safety_limit),

@@ -16,8 +16,9 @@ pub struct DesiredUser {
     pub password: String,
     pub profile: String,
     pub disabled: bool,
-    /// RouterOS form (`1h30m`), or none for unlimited. A safety net behind our own timer.
-    pub limit_uptime: Option<String>,
+    /// Milliseconds of connected time the NAS may allow by itself (time left plus the safety
+    /// margin), or none for unlimited. A safety net behind our own timer.
+    pub limit_uptime_ms: Option<i64>,
     pub limit_bytes_total: Option<u64>,
     pub mac: Option<String>,
 }

@@ -137,7 +137,6 @@ pub async fn run_with(
     let mut tasks = Vec::new();
     if let Some((password, router_tls)) = router {
         let r = &config.router;
-        let ms = |s: crate::units::Span| Duration::from_millis(s.ms().max(0) as u64);
         if router_tls.is_none() {
             tracing::warn!(router = %r.address, "plain RouterOS API: the password crosses the network in clear");
         }
@@ -146,24 +145,15 @@ pub async fn run_with(
             address: r.address.clone(),
             username: r.username.clone(),
             password,
-            connect_timeout: ms(r.connect_timeout),
-            command_timeout: ms(r.command_timeout),
-            probe_interval: ms(r.probe_interval),
+            connect_timeout: r.connect_timeout.duration(),
+            command_timeout: r.command_timeout.duration(),
+            probe_interval: r.probe_interval.duration(),
         });
         let enforcer = enforcer(
             &daemon,
             Arc::new(app::engine(&config)),
             link.clone(),
-            EnforceSettings {
-                hotspot_server: r.hotspot_server.clone(),
-                // Every poll also reconciles: poll at least every `reconcile`, even when usage is
-                // read less often to spare the router.
-                usage_poll: ms(config
-                    .enforcement
-                    .usage_poll
-                    .min(config.enforcement.reconcile)),
-                safety_margin_ms: r.safety_margin.ms(),
-            },
+            polled(&config, &r.hotspot_server),
         );
         tasks.push(tokio::spawn(link.clone().probe_loop(stop_rx.clone())));
         tasks.push(tokio::spawn(enforcer.clone().run_jobs(stop_rx.clone())));
@@ -173,26 +163,22 @@ pub async fn run_with(
     #[cfg(feature = "opennds")]
     if config.router.kind == RouterKind::Opennds {
         let o = &config.opennds;
-        let ms = |s: crate::units::Span| Duration::from_millis(s.ms().max(0) as u64);
         let link = crate::opennds::OpenNdsLink::new(crate::opennds::OpenNdsNas::new(
             crate::opennds::NdsctlSettings {
                 program: o.ndsctl.clone(),
-                timeout: ms(config.router.command_timeout),
+                timeout: config.router.command_timeout.duration(),
                 busy_retries: o.busy_retries,
-                busy_wait: ms(o.busy_wait),
+                busy_wait: o.busy_wait.duration(),
                 counter_unit: o.counter_unit,
             },
         ));
         tracing::info!(ndsctl = %o.ndsctl.display(), "openNDS backend");
-        let settings = EnforceSettings {
-            hotspot_server: "all".into(),
-            usage_poll: ms(config
-                .enforcement
-                .usage_poll
-                .min(config.enforcement.reconcile)),
-            safety_margin_ms: config.router.safety_margin.ms(),
-        };
-        let enforcer = enforcer(&daemon, Arc::new(app::engine(&config)), link, settings);
+        let enforcer = enforcer(
+            &daemon,
+            Arc::new(app::engine(&config)),
+            link,
+            polled(&config, "all"),
+        );
         tasks.push(tokio::spawn(enforcer.clone().run_jobs(stop_rx.clone())));
         tasks.push(tokio::spawn(enforcer.run_poll(stop_rx.clone())));
     }
@@ -298,6 +284,21 @@ pub async fn run_with(
     let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     tracing::info!("hotspot-edge stopped");
     result
+}
+
+/// Enforcement for a NAS whose active list is polled (RouterOS, openNDS).
+fn polled(config: &Config, hotspot_server: &str) -> EnforceSettings {
+    EnforceSettings {
+        hotspot_server: hotspot_server.to_string(),
+        // Every poll also reconciles: poll at least every `reconcile`, even when usage is read
+        // less often to spare the router.
+        usage_poll: config
+            .enforcement
+            .usage_poll
+            .min(config.enforcement.reconcile)
+            .duration(),
+        safety_margin_ms: config.router.safety_margin.ms(),
+    }
 }
 
 /// The enforcer for a NAS link, sharing the daemon's store, clock and wake-ups.

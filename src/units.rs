@@ -17,6 +17,10 @@ impl Span {
     pub const fn ms(self) -> i64 {
         self.0
     }
+    /// As a `Duration` (a negative span is zero).
+    pub fn duration(self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.0.max(0) as u64)
+    }
 }
 
 const UNITS_MS: [(&str, i64); 7] = [

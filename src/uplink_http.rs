@@ -37,10 +37,9 @@ impl HttpSettings {
             .ok_or("[uplink.http] needs token-file")?;
         let token = crate::secret::read_secret_file(token_file)
             .map_err(|e| format!("[uplink.http] {e}"))?;
-        let ms = |s: crate::units::Span| Duration::from_millis(s.ms().max(0) as u64);
         let mut builder = reqwest::Client::builder()
-            .timeout(ms(h.timeout))
-            .connect_timeout(ms(h.timeout))
+            .timeout(h.timeout.duration())
+            .connect_timeout(h.timeout.duration())
             .user_agent(concat!("hotspot-edge/", env!("CARGO_PKG_VERSION")));
         // reqwest needs a TLS config even for http:// (loopback tests); ours uses ring.
         let tls = if h.url.starts_with("https://") {
@@ -61,9 +60,9 @@ impl HttpSettings {
             site: site.to_string(),
             url: h.url.clone(),
             token,
-            after: ms(h.after),
+            after: h.after.duration(),
             batch: h.batch.max(1),
-            interval: ms(h.interval),
+            interval: h.interval.duration(),
             client,
         })
     }

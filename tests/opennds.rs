@@ -9,10 +9,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::until;
 use hotspot_edge::clock::SystemClock;
 use hotspot_edge::config;
-use hotspot_edge::engine::command::*;
-use hotspot_edge::engine::Command;
 use hotspot_edge::runtime::Daemon;
 use serde_json::Value;
 
@@ -116,22 +115,8 @@ impl Rig {
     }
 
     async fn pay(&self, reference: &str, phone: &str, plan: &str, mac: Option<&str>) -> String {
-        let r = common::daemon::apply(
-            &self.daemon,
-            None,
-            Command::PaymentConfirmed(PaymentArgs {
-                provider: "mpesa".into(),
-                reference: reference.into(),
-                phone: Some(phone.into()),
-                plan: plan.into(),
-                mac: mac.map(String::from),
-                ip: mac.map(|_| "192.168.8.10".to_string()),
-                ..Default::default()
-            }),
-        )
-        .await
-        .unwrap();
-        r["user"].as_str().unwrap().to_string()
+        let device = mac.map(|m| (m, "192.168.8.10"));
+        common::daemon::pay(&self.daemon, reference, phone, plan, device).await
     }
 
     async fn user(&self, name: &str) -> Value {
@@ -152,15 +137,6 @@ impl Rig {
         drop(daemon);
         running.stop().await;
         drop(dir);
-    }
-}
-
-/// Waits (real time) until `f` holds, or fails the test with `what`.
-async fn until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < end, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -30,7 +30,7 @@ fn alice(disabled: bool) -> DesiredUser {
         password: "pw1".into(),
         profile: "1h".into(),
         disabled,
-        limit_uptime: Some("1h1m".into()),
+        limit_uptime_ms: Some(61 * 60_000),
         limit_bytes_total: None,
         mac: None,
     }

@@ -7,6 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::until;
 use hotspot_edge::clock::{Clock, FakeClock, SystemClock};
 use hotspot_edge::config;
 use hotspot_edge::engine::command::*;
@@ -107,19 +108,8 @@ impl Rig {
     }
 
     async fn pay(&self, reference: &str, plan: &str, mac: &str, ip: &str) -> String {
-        let r = self
-            .apply(Command::PaymentConfirmed(PaymentArgs {
-                provider: "mpesa".into(),
-                reference: reference.into(),
-                phone: Some(format!("2547000{}", &reference[1..])),
-                plan: plan.into(),
-                mac: Some(mac.into()),
-                ip: Some(ip.into()),
-                ..Default::default()
-            }))
-            .await
-            .unwrap();
-        r["user"].as_str().unwrap().to_string()
+        let phone = format!("2547000{}", &reference[1..]);
+        common::daemon::pay(&self.daemon, reference, &phone, plan, Some((mac, ip))).await
     }
 
     async fn user(&self, name: &str) -> Value {
@@ -175,15 +165,6 @@ impl Rig {
         drop(daemon);
         running.stop().await;
         drop((sim, _dir));
-    }
-}
-
-/// Waits (real time) until `f` holds, or fails the test with `what`.
-async fn until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < end, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 

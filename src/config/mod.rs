@@ -328,6 +328,17 @@ pub struct RouterConfig {
     pub safety_margin: Span,
 }
 
+impl RouterConfig {
+    /// The host part of `address` (`[::1]:8729` -> `::1`).
+    pub fn host(&self) -> &str {
+        self.address
+            .rsplit_once(':')
+            .map(|(h, _)| h)
+            .unwrap_or(&self.address)
+            .trim_matches(['[', ']'])
+    }
+}
+
 impl Default for RouterConfig {
     fn default() -> Self {
         RouterConfig {
@@ -403,14 +414,10 @@ impl Config {
             (None, Some(pin)) => tls::Trust::Pin(tls::parse_pin(pin)?),
             (None, None) => return Ok(None),
         };
-        let host = r.tls_server_name.clone().unwrap_or_else(|| {
-            r.address
-                .rsplit_once(':')
-                .map(|(h, _)| h)
-                .unwrap_or(&r.address)
-                .trim_matches(['[', ']'])
-                .to_string()
-        });
+        let host = r
+            .tls_server_name
+            .clone()
+            .unwrap_or_else(|| r.host().to_string());
         Ok(Some(crate::routeros::client::TlsTarget {
             config: tls::client_config(&trust)?,
             server_name: tls::server_name(&host)?,
@@ -563,13 +570,13 @@ fn check(c: &Config) -> Result<Vec<String>, (std::ops::Range<usize>, String)> {
             }
         }
     }
-    if c.router.kind == RouterKind::Opennds && !cfg!(feature = "opennds") {
-        return Err((
-            0..0,
-            "[router] kind = \"opennds\": this build has no openNDS backend (built without the cargo feature opennds)".into(),
-        ));
-    }
     if c.router.kind == RouterKind::Opennds {
+        if !cfg!(feature = "opennds") {
+            return Err((
+                0..0,
+                "[router] kind = \"opennds\": this build has no openNDS backend (built without the cargo feature opennds)".into(),
+            ));
+        }
         let o = &c.opennds;
         if !matches!(o.counter_unit, 1000 | 1024) {
             return Err((

@@ -115,20 +115,19 @@ impl MqttSettings {
         if command_key.as_ref().is_some_and(|k| k.expose().len() < 16) {
             return Err("[mqtt] command-key-file: the key is shorter than 16 characters".into());
         }
-        let ms = |s: crate::units::Span| Duration::from_millis(s.ms().max(0) as u64);
         Ok(MqttSettings {
             site: site.to_string(),
             client_id: m.client_id.clone().unwrap_or_else(|| site.to_string()),
             broker,
             credentials,
             tls,
-            keepalive: ms(m.keepalive),
-            connect_timeout: ms(m.connect_timeout),
+            keepalive: m.keepalive.duration(),
+            connect_timeout: m.connect_timeout.duration(),
             topics: Topics::new(&m.topic_prefix, site),
             command_key,
             command_max_age_ms: m.command_max_age.ms(),
             command_max_bytes: m.command_max_bytes.0 as usize,
-            heartbeat: ms(m.heartbeat),
+            heartbeat: m.heartbeat.duration(),
             batch: m.batch.max(1),
             batch_bytes: m.batch_bytes.0 as usize,
             inflight: m.inflight.max(1),

@@ -15,7 +15,6 @@ pub mod ndsctl;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -40,13 +39,6 @@ fn target(mac: &str) -> String {
     mac.to_ascii_lowercase()
 }
 
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 impl OpenNdsNas {
     pub fn new(settings: NdsctlSettings) -> Self {
         OpenNdsNas {
@@ -69,14 +61,9 @@ impl OpenNdsNas {
                 message: format!("user {user} was not synchronised before the login"),
             });
         };
-        let minutes = match u
-            .limit_uptime
-            .as_deref()
-            .map(crate::routeros::format::parse_duration)
-        {
-            Some(Ok(Some(ms))) => ((ms.max(0) as u64).div_ceil(60_000)).max(1),
-            _ => 0,
-        };
+        let minutes = u
+            .limit_uptime_ms
+            .map_or(0, |ms| (ms.max(0) as u64).div_ceil(60_000).max(1));
         let (up_bps, down_bps) = d
             .profiles
             .get(&u.profile)
@@ -137,18 +124,25 @@ impl Nas for OpenNdsNas {
     }
 
     async fn upsert_user(&self, u: &DesiredUser) -> Result<(), E> {
-        self.desired().users.insert(u.name.clone(), u.clone());
+        let previous = self.desired().users.insert(u.name.clone(), u.clone());
         if u.disabled {
             // A disconnect job follows; nothing logs a device in by itself on openNDS.
             return Ok(());
         }
         // More time bought while online: openNDS would still end the session at the old
-        // timeout, so the devices are authenticated again with the new limits.
+        // timeout, so the devices are authenticated again with the new limits. The limit only
+        // counts down between syncs, so openNDS is asked only when it grew (or is new to this
+        // process: time may have been bought while it was not running).
+        let grew = previous
+            .as_ref()
+            .is_none_or(|p| p.disabled || u.limit_uptime_ms > p.limit_uptime_ms);
         let a = self.auth_args(&u.name)?;
-        if a.minutes == 0 {
+        if a.minutes == 0 || !grew {
             return Ok(());
         }
-        let wanted_end = unix_now() + (a.minutes as i64) * 60;
+        // openNDS's session_end is Unix seconds by this machine's clock.
+        let now = crate::clock::Clock::read(&crate::clock::SystemClock).wall_ms / 1000;
+        let wanted_end = now + (a.minutes as i64) * 60;
         let clients = self.ctl.clients().await?;
         for c in Self::theirs(&clients, &u.name) {
             if c.session_end.is_some_and(|end| end + 60 < wanted_end) {
@@ -297,14 +291,6 @@ impl OpenNdsLink {
     }
 }
 
-fn backoff(failures: u32) -> Duration {
-    crate::backoff::backoff(
-        failures,
-        Duration::from_millis(500),
-        Duration::from_secs(30),
-    )
-}
-
 impl NasLink for OpenNdsLink {
     type Nas = OpenNdsNas;
 
@@ -336,7 +322,7 @@ impl NasLink for OpenNdsLink {
             }
             Err(e) => {
                 st.failures += 1;
-                st.retry_at = Some(Instant::now() + backoff(st.failures));
+                st.retry_at = Some(Instant::now() + crate::backoff::nas_link(st.failures));
                 if st.last_error.as_deref() != Some(&e.to_string()) {
                     tracing::warn!(error = %e, "openNDS not answering");
                 }
@@ -353,7 +339,7 @@ impl NasLink for OpenNdsLink {
         }
         st.up = false;
         st.failures += 1;
-        st.retry_at = Some(Instant::now() + backoff(st.failures));
+        st.retry_at = Some(Instant::now() + crate::backoff::nas_link(st.failures));
         st.last_error = Some(e.to_string());
     }
 }
@@ -361,6 +347,7 @@ impl NasLink for OpenNdsLink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn nas() -> OpenNdsNas {
         OpenNdsNas::new(NdsctlSettings {
@@ -389,7 +376,7 @@ mod tests {
                 password: "p".into(),
                 profile: "1h".into(),
                 disabled: false,
-                limit_uptime: Some("1h1s".into()),
+                limit_uptime_ms: Some(3_601_000),
                 limit_bytes_total: Some(1_500_001),
                 mac: None,
             },

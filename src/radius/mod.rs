@@ -69,13 +69,12 @@ impl RadiusSettings {
             });
         }
         clients.sort_by_key(|c| std::cmp::Reverse(c.network.prefix));
-        let ms = |s: crate::units::Span| Duration::from_millis(s.ms().max(0) as u64);
         Ok(RadiusSettings {
             auth_listen: r.auth_listen,
             accounting_listen: r.accounting_listen,
             interim_interval_s: (r.acct_interim_interval.ms() / 1000).clamp(60, u32::MAX as i64)
                 as u32,
-            disconnect_timeout: ms(r.disconnect_timeout),
+            disconnect_timeout: r.disconnect_timeout.duration(),
             disconnect_tries: r.disconnect_tries,
             clients,
             apply_accounting,

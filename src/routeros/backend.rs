@@ -114,7 +114,9 @@ impl RouterOsBackend {
             ),
             (
                 "limit-uptime",
-                u.limit_uptime.clone().unwrap_or_else(|| "0s".into()),
+                u.limit_uptime_ms
+                    .map(super::format::format_duration)
+                    .unwrap_or_else(|| "0s".into()),
             ),
             (
                 "limit-bytes-total",

@@ -25,15 +25,6 @@ pub struct LinkSettings {
     pub probe_interval: Duration,
 }
 
-/// Reconnect waits: 0.5 s doubling to 30 s (the router is on the LAN; come back fast).
-fn backoff(failures: u32) -> Duration {
-    crate::backoff::backoff(
-        failures,
-        Duration::from_millis(500),
-        Duration::from_secs(30),
-    )
-}
-
 /// After this long connected, the failure count starts again from zero.
 const HEALTHY_RESET: Duration = Duration::from_secs(60);
 
@@ -131,7 +122,7 @@ impl RouterLink {
             }
             Err(e) => {
                 st.failures += 1;
-                let wait = backoff(st.failures);
+                let wait = crate::backoff::nas_link(st.failures);
                 st.retry_at = Some(Instant::now() + wait);
                 st.last_error = Some(e.to_string());
                 tracing::warn!(router = %s.address, error = %e, retry_in_ms = wait.as_millis() as u64, "router connection failed");
@@ -148,7 +139,7 @@ impl RouterLink {
                 st.failures = 0;
             }
             st.failures += 1;
-            let wait = backoff(st.failures);
+            let wait = crate::backoff::nas_link(st.failures);
             st.retry_at = Some(Instant::now() + wait);
             st.last_error = Some(e.to_string());
             tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "router connection lost");

@@ -62,9 +62,9 @@ pub fn script(c: &Config, o: &ScriptOptions) -> Result<String, String> {
     let mut s = String::new();
     let user = &c.router.username;
     let daemon = o.daemon_address;
-    let host = match c.router.address.rsplit_once(':') {
-        Some((h, _)) if !h.is_empty() => h.trim_matches(['[', ']']).to_string(),
-        _ => "router".to_string(),
+    let host = match c.router.host() {
+        "" => "router",
+        h => h,
     };
     let password = if o.include_secrets && c.router.kind == RouterKind::Routeros {
         c.router_password()?.expose().to_string()
@@ -118,7 +118,7 @@ pub fn script(c: &Config, o: &ScriptOptions) -> Result<String, String> {
         "# 3. API-SSL with a self-signed certificate; the plain API off."
     );
     let _ = writeln!(w, "/certificate remove [find name=\"hotspot-edge-api\"]");
-    let _ = writeln!(w, "/certificate add name=\"hotspot-edge-api\" common-name={} days-valid=3650 key-size=2048 key-usage=digital-signature,key-encipherment,tls-server", quote(&host));
+    let _ = writeln!(w, "/certificate add name=\"hotspot-edge-api\" common-name={} days-valid=3650 key-size=2048 key-usage=digital-signature,key-encipherment,tls-server", quote(host));
     let _ = writeln!(w, "/certificate sign \"hotspot-edge-api\"");
     let _ = writeln!(w, ":delay 10s");
     let _ = writeln!(w, "/ip service set api-ssl disabled=no port=8729 certificate=\"hotspot-edge-api\" address={daemon} tls-version=only-1.2");
@@ -327,10 +327,7 @@ pub fn check(text: &str) -> Result<usize, String> {
             if k == "policy" {
                 for p in v.split(',') {
                     let name = p.trim_start_matches('!');
-                    if !POLICIES_ON.contains(&name)
-                        && !POLICIES_OFF.contains(&name)
-                        && name != "rest-api"
-                    {
+                    if !POLICIES_ON.contains(&name) && !POLICIES_OFF.contains(&name) {
                         return Err(at(format!("unknown policy {p}")));
                     }
                 }
@@ -400,10 +397,8 @@ mod tests {
     fn strings_are_quoted_and_escaped() {
         assert_eq!(quote(r#"a"b$c\d"#), r#""a\"b\$c\\d""#);
         assert_eq!(
-            tokens(r#"/x add name="a b" y=[find name="c d"]"#)
-                .unwrap()
-                .len(),
-            5
+            tokens(r#"/x add name="a b" y=[find name="c d"]"#).unwrap(),
+            ["/x", "add", r#"name="a b""#, r#"y=[find name="c d"]"#]
         );
         assert!(tokens(r#"/x add name="a"#).is_err());
         assert!(tokens("/x remove [find").is_err());

@@ -69,6 +69,28 @@ pub async fn apply(d: &Daemon, engine: Option<Arc<Engine>>, cmd: Command) -> Res
     r
 }
 
+/// A confirmed M-Pesa payment, with the paying device (MAC, IP) if any; returns the user it
+/// created or extended (the same phone extends the same user).
+pub async fn pay(
+    d: &Daemon,
+    reference: &str,
+    phone: &str,
+    plan: &str,
+    device: Option<(&str, &str)>,
+) -> String {
+    let cmd = Command::PaymentConfirmed(hotspot_edge::engine::command::PaymentArgs {
+        provider: "mpesa".into(),
+        reference: reference.into(),
+        phone: Some(phone.into()),
+        plan: plan.into(),
+        mac: device.map(|(m, _)| m.to_string()),
+        ip: device.map(|(_, ip)| ip.to_string()),
+        ..Default::default()
+    });
+    let r = apply(d, None, cmd).await.unwrap();
+    r["user"].as_str().unwrap().to_string()
+}
+
 /// `users show NAME --json`, read from the running daemon.
 pub async fn user(d: &Daemon, name: &str) -> Value {
     let (clock, name) = (d.clock.clone(), name.to_string());

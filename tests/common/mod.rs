@@ -4,6 +4,18 @@
 pub mod daemon;
 pub mod mosquitto;
 
+/// Waits (real time) until `f` holds, or fails the test with `what`.
+pub async fn until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !f() {
+        assert!(
+            std::time::Instant::now() < end,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
 /// A command that runs one of our binaries. Under qemu-user (scripts/test-qemu.sh) a foreign
 /// binary cannot be exec'd directly (no binfmt here): HOTSPOT_EDGE_TEST_RUNNER, e.g.
 /// "qemu-mipsel -cpu 24Kc", is put in front of it.
