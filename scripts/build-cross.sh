@@ -12,7 +12,9 @@ export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/n
 
 args=(build --release --target "$TARGET" --bin hotspot-edge)
 if [ "$BUILD_STD" = yes ]; then
-  args+=(-Z build-std=std,panic_abort)
+  # std without its backtrace symbolizer (gimli, addr2line, miniz): a panic still prints its
+  # message, without a symbolized backtrace. optimize_for_size picks std's smaller algorithms.
+  args+=(-Z build-std=std,panic_abort -Z build-std-features=optimize_for_size)
   # Smaller MIPS binaries; nightly-only flags, so they live here and not in Cargo.toml.
   flags="$flags -Z location-detail=none"
 fi

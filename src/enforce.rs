@@ -8,7 +8,9 @@
 //! - Poll: every `usage-poll` and after every reconnect, the active list becomes
 //!   `session.started` / `session.usage` / `session.ended (nas-lost)` commands in one
 //!   transaction; a device logged in as a user who is unknown, expired or suspended (or beyond
-//!   the plan's devices) is disconnected.
+//!   the plan's devices) is disconnected. The store lives on flash, so counters are written only
+//!   when they matter ([`save_usage_now`]): every `usage-save`, and sooner for a data quota
+//!   running low. A poll that changes nothing writes nothing.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -31,6 +33,8 @@ use crate::store::{StoreError, StoreGone, StoreHandle};
 pub struct EnforceSettings {
     pub hotspot_server: String,
     pub usage_poll: Duration,
+    /// Counters of sessions without a data quota running low are written this often.
+    pub usage_save: Duration,
     pub safety_margin_ms: i64,
 }
 
@@ -57,6 +61,39 @@ pub struct Enforcer<L: NasLink = RouterLink> {
     /// Profiles already ensured on the current connection (generation, plan): a user sync then
     /// skips the profile check. Cleared by a reconnect or a `sync-plan` job.
     pub profiles_ok: std::sync::Mutex<HashSet<(u64, String)>>,
+    /// What the poll remembers between looks at the router.
+    pub usage: std::sync::Mutex<UsageMemory>,
+}
+
+/// Counters seen on the router but not necessarily written (user, bytes in, bytes out per
+/// session key), and when every session's counters were last written.
+#[derive(Debug, Default)]
+pub struct UsageMemory {
+    seen: HashMap<String, (String, u64, u64)>,
+    saved_at: Option<tokio::time::Instant>,
+}
+
+/// Whether a user's session counters are written now. `unsaved` is the user's traffic since
+/// the last write, `data_left` what the user had left at that write (`None`: no data cap).
+/// Counters wait up to `usage_save` (the router keeps them, so waiting loses nothing but
+/// freshness), except that a quota is written before the unwritten traffic is half of what was
+/// left: the engine then ends the grant within a poll or two of the quota running out.
+pub fn save_usage_now(
+    unsaved: u64,
+    data_left: Option<u64>,
+    since_saved: Duration,
+    usage_save: Duration,
+) -> bool {
+    unsaved > 0
+        && (since_saved >= usage_save
+            || data_left.is_some_and(|left| unsaved.saturating_mul(2) >= left))
+}
+
+/// Traffic between what was written and what the router counts now; a counter that went down
+/// was reset by the router, so all of it is new (as the engine counts it).
+fn traffic_since(written: (u64, u64), now: (u64, u64)) -> u64 {
+    let d = |w: u64, n: u64| if n >= w { n - w } else { n };
+    d(written.0, now.0) + d(written.1, now.1)
 }
 
 /// Our id for a router session: its `.id` alone is reused after a router reboot.
@@ -79,6 +116,34 @@ fn job_backoff_ms(attempts: i64) -> i64 {
 }
 
 impl<L: NasLink> Enforcer<L> {
+    /// `cmds`, after the counters last seen on the router for the sessions of the users they
+    /// disconnect: written before those sessions are closed, since the router forgets them.
+    fn with_last_usage(&self, mut cmds: Vec<Command>) -> Vec<Command> {
+        let users: HashSet<&str> = cmds
+            .iter()
+            .filter_map(|c| match c {
+                Command::UserDisconnected(a) => Some(a.user.as_str()),
+                _ => None,
+            })
+            .collect();
+        let memory = self.usage.lock().unwrap_or_else(|e| e.into_inner());
+        let sessions: Vec<SessionCounters> = memory
+            .seen
+            .iter()
+            .filter(|(_, (user, _, _))| users.contains(user.as_str()))
+            .map(|(key, (_, bytes_in, bytes_out))| SessionCounters {
+                nas_session_id: key.clone(),
+                bytes_in: *bytes_in,
+                bytes_out: *bytes_out,
+            })
+            .collect();
+        drop(memory);
+        if !sessions.is_empty() {
+            cmds.insert(0, Command::SessionUsage(UsageArgs { sessions }));
+        }
+        cmds
+    }
+
     async fn apply(
         &self,
         source: &'static str,
@@ -256,7 +321,7 @@ impl<L: NasLink> Enforcer<L> {
                 })
             })
             .collect();
-        self.apply("router", cmds).await?;
+        self.apply("router", self.with_last_usage(cmds)).await?;
         tracing::info!(
             users = users.len(),
             router_ms,
@@ -361,13 +426,13 @@ impl<L: NasLink> Enforcer<L> {
                 let r = self
                     .apply(
                         "router",
-                        vec![Command::UserDisconnected(DisconnectedArgs {
+                        self.with_last_usage(vec![Command::UserDisconnected(DisconnectedArgs {
                             user: username.clone(),
                             reason: reason.clone(),
                             removed_sessions: sessions as u32,
                             removed_cookies: cookies as u32,
                             sessions: vec![],
-                        })],
+                        })]),
                     )
                     .await?;
                 tracing::info!(user = %username, %reason, sessions, cookies, result = ?r, "user disconnected on the router");
@@ -435,7 +500,48 @@ impl<L: NasLink> Enforcer<L> {
                 ))
             })
             .await??;
-        let ours: HashSet<String> = ours.into_iter().map(|o| o.nas_session_id).collect();
+        let now = tokio::time::Instant::now();
+        let (seen, since) = {
+            let mut memory = self.usage.lock().unwrap_or_else(|e| e.into_inner());
+            let since = memory.saved_at.map_or(Duration::MAX, |t| now - t);
+            let fresh: HashMap<String, (String, u64, u64)> = rows
+                .iter()
+                .map(|a| (session_key(a), (a.user.clone(), a.bytes_in, a.bytes_out)))
+                .collect();
+            (std::mem::replace(&mut memory.seen, fresh), since)
+        };
+        let save_all = since >= self.settings.usage_save;
+        // Per user: the traffic not yet written and the data left when it last was.
+        let mut unsaved: HashMap<&str, (u64, Option<u64>)> = HashMap::new();
+        let written: HashMap<&str, (u64, u64)> = ours
+            .iter()
+            .map(|o| (o.nas_session_id.as_str(), (o.bytes_in, o.bytes_out)))
+            .collect();
+        for o in &ours {
+            unsaved.entry(&o.user).or_insert((0, o.data_left));
+        }
+        for a in &rows {
+            if let (Some(w), Some(u)) = (
+                written.get(session_key(a).as_str()),
+                unsaved.get_mut(a.user.as_str()),
+            ) {
+                u.0 += traffic_since(*w, (a.bytes_in, a.bytes_out));
+            }
+        }
+        let save_user = |user: &str| {
+            unsaved.get(user).is_some_and(|(bytes, left)| {
+                save_usage_now(*bytes, *left, since, self.settings.usage_save)
+            })
+        };
+        // Sessions of a user being disconnected are closed by that job, with its reason: a poll
+        // that runs between the NAS dropping them and the job recording it must not call them
+        // lost.
+        let closing: HashSet<&str> = ours
+            .iter()
+            .filter(|o| pending.contains(&o.user))
+            .map(|o| o.nas_session_id.as_str())
+            .collect();
+        let ours: HashSet<String> = ours.iter().map(|o| o.nas_session_id.clone()).collect();
         let mut cmds = Vec::new();
         let mut started: Vec<Option<&ActiveSession>> = Vec::new();
         let mut kick: Vec<(&ActiveSession, String)> = Vec::new();
@@ -458,27 +564,45 @@ impl<L: NasLink> Enforcer<L> {
                 started.push(Some(a));
             }
         }
-        cmds.push(Command::SessionUsage(UsageArgs {
-            sessions: rows
-                .iter()
-                .map(|a| SessionCounters {
-                    nas_session_id: session_key(a),
-                    bytes_in: a.bytes_in,
-                    bytes_out: a.bytes_out,
-                })
-                .collect(),
-        }));
-        started.push(None);
-        for key in ours.iter().filter(|k| !keys.contains(*k)) {
+        // A session started in this poll is new to the store: its counters are written with it.
+        let due: Vec<SessionCounters> = rows
+            .iter()
+            .filter(|a| !ours.contains(&session_key(a)) || save_user(&a.user))
+            .map(|a| SessionCounters {
+                nas_session_id: session_key(a),
+                bytes_in: a.bytes_in,
+                bytes_out: a.bytes_out,
+            })
+            .collect();
+        if !due.is_empty() {
+            cmds.push(Command::SessionUsage(UsageArgs { sessions: due }));
+            started.push(None);
+        }
+        for key in ours
+            .iter()
+            .filter(|k| !keys.contains(*k) && !closing.contains(k.as_str()))
+        {
+            // Gone from the router: closed with the traffic it last showed.
+            let last = seen.get(key);
             cmds.push(Command::SessionEnded(SessionEndArgs {
                 nas_session_id: key.clone(),
                 reason: "nas-lost".into(),
-                bytes_in: None,
-                bytes_out: None,
+                bytes_in: last.map(|c| c.1),
+                bytes_out: last.map(|c| c.2),
             }));
             started.push(None);
         }
-        let results = self.apply("router", cmds).await?;
+        let results = if cmds.is_empty() {
+            Vec::new()
+        } else {
+            self.apply("router", cmds).await?
+        };
+        if save_all {
+            self.usage
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .saved_at = Some(now);
+        }
         for (a, r) in started.iter().zip(&results) {
             if let (Some(a), Err(why)) = (a, r) {
                 kick.push((a, why.clone()));
@@ -490,17 +614,69 @@ impl<L: NasLink> Enforcer<L> {
             let _ = self
                 .apply(
                     "router",
-                    vec![Command::UserDisconnected(DisconnectedArgs {
+                    self.with_last_usage(vec![Command::UserDisconnected(DisconnectedArgs {
                         user: a.user.clone(),
                         reason: why.clone(),
                         removed_sessions: 1,
                         removed_cookies: 0,
                         sessions: vec![session_key(a)],
-                    })],
+                    })]),
                 )
                 .await?;
         }
         self.jobs_wake.notify_one();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAVE: Duration = Duration::from_secs(300);
+
+    #[test]
+    fn counters_wait_for_usage_save_unless_a_quota_runs_low() {
+        let secs = Duration::from_secs;
+        // Nothing new: never written.
+        assert!(!save_usage_now(0, None, Duration::MAX, SAVE));
+        assert!(!save_usage_now(0, Some(0), Duration::MAX, SAVE));
+        // No data cap: only once usage-save has passed, to the millisecond.
+        assert!(!save_usage_now(50_000_000, None, secs(299), SAVE));
+        assert!(!save_usage_now(
+            50_000_000,
+            None,
+            SAVE - Duration::from_millis(1),
+            SAVE
+        ));
+        assert!(save_usage_now(1, None, SAVE, SAVE));
+        // A quota: written once the unwritten traffic is half of what was left.
+        assert!(!save_usage_now(
+            49_999_999,
+            Some(100_000_000),
+            secs(10),
+            SAVE
+        ));
+        assert!(save_usage_now(
+            50_000_000,
+            Some(100_000_000),
+            secs(10),
+            SAVE
+        ));
+        assert!(save_usage_now(1, Some(0), Duration::ZERO, SAVE));
+        assert!(save_usage_now(
+            u64::MAX,
+            Some(u64::MAX),
+            Duration::ZERO,
+            SAVE
+        ));
+    }
+
+    #[test]
+    fn traffic_since_the_last_write_counts_a_reset_counter_as_new() {
+        assert_eq!(traffic_since((100, 200), (150, 260)), 110);
+        assert_eq!(traffic_since((100, 200), (100, 200)), 0);
+        // The router rebooted: its counters restarted from zero.
+        assert_eq!(traffic_since((100, 200), (30, 40)), 70);
     }
 }

@@ -195,6 +195,7 @@ pub async fn run_with(
             let settings = EnforceSettings {
                 hotspot_server: String::new(),
                 usage_poll: Duration::MAX,
+                usage_save: Duration::MAX,
                 safety_margin_ms: 0,
             };
             let enforcer = enforcer(&daemon, engine.clone(), link, settings);
@@ -297,6 +298,7 @@ fn polled(config: &Config, hotspot_server: &str) -> EnforceSettings {
             .usage_poll
             .min(config.enforcement.reconcile)
             .duration(),
+        usage_save: config.enforcement.usage_save.duration(),
         safety_margin_ms: config.router.safety_margin.ms(),
     }
 }
@@ -317,6 +319,7 @@ fn enforcer<L: crate::nas::NasLink>(
         jobs_wake: d.jobs_wake.clone(),
         poll_wake: d.poll_wake.clone(),
         profiles_ok: Default::default(),
+        usage: Default::default(),
     })
 }
 

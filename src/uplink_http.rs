@@ -31,6 +31,14 @@ impl HttpSettings {
     }
 
     pub fn resolve(h: &HttpUplinkConfig, site: &str) -> Result<HttpSettings, String> {
+        // Checked here, not at the first POST: this build's URL parser takes ASCII host names only
+        // (Cargo.toml, idna_adapter).
+        reqwest::Url::parse(&h.url).map_err(|e| {
+            format!(
+                "[uplink.http] url {:?}: {e} (a host name in another script must be written in its ASCII xn-- form)",
+                h.url
+            )
+        })?;
         let token_file = h
             .token_file
             .as_deref()
@@ -167,4 +175,30 @@ async fn post_once(s: &HttpSettings, d: &Daemon) -> Result<usize, String> {
         .map_err(|e| format!("removing sent events: {e}"))?;
     crate::mqtt::record_state(d, "https", "up", "").await;
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(url: &str) -> Result<HttpSettings, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "a-bearer-token\n").unwrap();
+        let h = HttpUplinkConfig {
+            url: url.into(),
+            token_file: Some(token),
+            ..HttpUplinkConfig::default()
+        };
+        HttpSettings::resolve(&h, "site")
+    }
+
+    #[test]
+    fn host_names_must_be_ascii_and_the_error_says_how() {
+        let e = settings("http://café.example/events").err().unwrap();
+        assert!(e.contains("[uplink.http] url") && e.contains("xn--"), "{e}");
+        // The same host in its ASCII form, and an address, are accepted.
+        assert!(settings("http://xn--caf-dma.example/events").is_ok());
+        assert!(settings("http://127.0.0.1:8080/events").is_ok());
+    }
 }

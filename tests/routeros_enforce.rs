@@ -61,6 +61,11 @@ devices = 2
 "#;
 
 async fn rig(clock: Arc<dyn Clock>) -> Rig {
+    rig_with(clock, "").await
+}
+
+/// The rig with more `[enforcement]` settings.
+async fn rig_with(clock: Arc<dyn Clock>, enforcement: &str) -> Rig {
     let mut model = Model::default();
     model.add_api_user("edge", "router-secret-1", "hotspot-edge");
     let sim = Simulator::start("127.0.0.1:0", model).await.unwrap();
@@ -76,6 +81,7 @@ path = "{}"
 level = "warn"
 [enforcement]
 usage-poll = "1s"
+{enforcement}
 [router]
 kind = "routeros"
 address = "{}"
@@ -153,6 +159,28 @@ impl Rig {
             .users
             .by("name", name)
             .map(|r| r.fields.clone())
+    }
+
+    /// (bytes in, bytes out) of the user's sessions as written in the store, oldest first.
+    async fn stored_counters(&self, user: &str) -> Vec<(i64, i64)> {
+        let user = user.to_string();
+        self.daemon
+            .store
+            .call(move |s| {
+                let conn = rusqlite::Connection::open(s.path()).unwrap();
+                let mut st = conn
+                    .prepare(
+                        "SELECT s.bytes_in, s.bytes_out FROM sessions s JOIN users u
+                         ON u.id = s.user_id WHERE u.username = ?1 ORDER BY s.id",
+                    )
+                    .unwrap();
+                st.query_map([user], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .unwrap()
+                    .collect::<Result<Vec<_>, _>>()
+                    .unwrap()
+            })
+            .await
+            .unwrap()
     }
 
     async fn stop(self) {
@@ -652,6 +680,67 @@ async fn a_customer_who_pays_again_while_the_router_is_down_stays_online() {
         r.active_users(),
         std::slice::from_ref(&user),
         "a paying customer was cut off"
+    );
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_are_written_every_usage_save_and_a_lost_session_keeps_its_traffic() {
+    // The store is on flash: a time plan's counters wait for `usage-save`, and polls that change
+    // nothing write nothing at all.
+    let r = rig_with(Arc::new(SystemClock), "usage-save = \"1h\"").await;
+    let mac = "AA:BB:CC:00:00:07";
+    let user = r.pay("R7", "hour", mac, "10.5.50.17").await;
+    until("the device is online and its session open", 5, || {
+        r.active_users() == vec![user.clone()]
+    })
+    .await;
+    r.daemon.poll_router();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(r.events("session.started").await.len(), 1);
+    r.sim.model().traffic(mac, 3_000_000, 40_000_000);
+    let writes = r.daemon.store.writes();
+    let before = writes.load(std::sync::atomic::Ordering::SeqCst);
+    for _ in 0..3 {
+        r.daemon.poll_router();
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    assert_eq!(
+        writes.load(std::sync::atomic::Ordering::SeqCst),
+        before,
+        "three polls of a time plan wrote to the store"
+    );
+    assert_eq!(r.stored_counters(&user).await, vec![(0, 0)]);
+    // The device leaves (the router logs it out): the session is closed with what the router
+    // last showed.
+    r.sim.model().traffic(mac, 1_000_000, 2_000_000);
+    r.daemon.poll_router();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let id = r.sim.model().active.by("mac-address", mac).unwrap().id;
+    r.sim.model().logout(id).unwrap();
+    r.daemon.poll_router();
+    let mut ended = Vec::new();
+    for _ in 0..50 {
+        ended = r.events("session.ended").await;
+        if !ended.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(ended.len(), 1, "the session was not closed within 5 s");
+    assert_eq!(ended[0]["payload"]["reason"], "nas-lost");
+    assert_eq!(
+        (
+            ended[0]["payload"]["bytes-in"].as_u64(),
+            ended[0]["payload"]["bytes-out"].as_u64()
+        ),
+        (Some(4_000_000), Some(42_000_000)),
+        "{}",
+        ended[0]
+    );
+    assert_eq!(
+        r.stored_counters(&user).await,
+        vec![(4_000_000, 42_000_000)]
     );
     r.stop().await;
 }

@@ -4,6 +4,7 @@
 //! - `startup`: start-up time and RSS with many users and a large outbox.
 //! - `crash-child`: applies payments and reports each commit, for the SIGKILL test.
 //! - `mqtt-drain`: outbox drain to a local mosquitto against a raw rumqttc publisher.
+//! - `footprint`: the daemon's memory and storage writes as a process of its own.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 
+#[path = "bench/footprint.rs"]
+mod footprint;
 #[path = "bench/mqtt_drain.rs"]
 mod mqtt_drain;
 #[path = "bench/radius_load.rs"]
@@ -80,6 +83,30 @@ enum Cmd {
         /// Seconds per run (each server is run twice, alternately).
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// The daemon as its own process (optionally under qemu-user) against the simulator and a
+    /// local mosquitto: RSS idle and with many users and sessions, and storage writes per hour
+    /// at a steady number of sessions.
+    Footprint {
+        #[arg(long, default_value_t = 10_000)]
+        users: usize,
+        /// Of the users, how many have a device online.
+        #[arg(long, default_value_t = 2_000)]
+        sessions: usize,
+        /// Sessions online while the writes are measured.
+        #[arg(long, default_value_t = 200)]
+        steady: usize,
+        /// How long the writes are measured, per plan (0: memory only).
+        #[arg(long, default_value_t = 10.0)]
+        minutes: f64,
+        /// The daemon binary to measure (default: hotspot-edge beside this one).
+        #[arg(long)]
+        daemon: Option<PathBuf>,
+        /// Run the daemon under this command, e.g. "qemu-mipsel -cpu 24Kc".
+        #[arg(long)]
+        runner: Option<String>,
         #[arg(long)]
         dir: Option<PathBuf>,
     },
@@ -412,6 +439,23 @@ fn main() {
             seconds,
             dir,
         } => radius_load::run(users.max(1), clients.max(1), seconds.max(1), dir),
+        Cmd::Footprint {
+            users,
+            sessions,
+            steady,
+            minutes,
+            daemon,
+            runner,
+            dir,
+        } => footprint::run(footprint::Args {
+            users,
+            sessions: sessions.min(users),
+            steady,
+            minutes,
+            daemon,
+            runner,
+            dir,
+        }),
         Cmd::CrashChild { db, count, start } => crash_child(&db, count, start),
         Cmd::EnforceLag {
             sessions,
@@ -442,59 +486,59 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
     sorted[i]
 }
 
-fn enforce_lag(sessions: usize, plan_secs: u64, dir: Option<PathBuf>) {
-    use std::collections::HashMap;
-    use std::io::BufRead;
-    use std::sync::{Arc, Mutex};
+/// Wall-clock ms of each user's last login and logout on the simulator, by user name.
+type RouterEvents = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (i64, i64)>>>;
 
-    let d = work_dir(dir);
-    let sim_bin = std::env::current_exe()
-        .expect("exe")
-        .with_file_name("hotspot-edge-routeros-sim");
-    let mut child = std::process::Command::new(&sim_bin)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--password",
-            "bench-router-pass",
-            "--log-events",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "start {}: {e} (cargo build --release --bins)",
-                sim_bin.display()
-            )
-        });
-    /// Kills the simulator however the benchmark ends (a panic included).
-    struct KillOnDrop(std::process::Child);
-    impl Drop for KillOnDrop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut err = std::io::BufReader::new(child.stderr.take().expect("stderr"));
-    let mut first = String::new();
-    err.read_line(&mut first).expect("simulator banner");
-    let addr = first
-        .split_whitespace()
-        .nth(3)
-        .expect("simulator address")
-        .to_string();
-    let seen: Arc<Mutex<HashMap<String, (i64, i64)>>> = Arc::default();
-    let out = child.stdout.take().expect("stdout");
-    let child = KillOnDrop(child);
-    {
-        let seen = seen.clone();
+/// The RouterOS simulator as a separate process (API user `hotspot-edge`, password
+/// `bench-router-pass`), every logged-in device downloading `traffic_kbps`; its login and logout
+/// events are collected in `seen`. Killed when dropped, however the benchmark ends.
+struct RouterSim {
+    _child: Killed,
+    addr: String,
+    seen: RouterEvents,
+}
+
+impl RouterSim {
+    fn start(traffic_kbps: u64) -> Self {
+        use std::io::BufRead;
+        let sim_bin = std::env::current_exe()
+            .expect("exe")
+            .with_file_name("hotspot-edge-routeros-sim");
+        let mut child = std::process::Command::new(&sim_bin)
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--password",
+                "bench-router-pass",
+                "--log-events",
+            ])
+            .arg(format!("--traffic-kbps={traffic_kbps}"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "start {}: {e} (cargo build --release --bins)",
+                    sim_bin.display()
+                )
+            });
+        let mut err = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+        let mut first = String::new();
+        err.read_line(&mut first).expect("simulator banner");
+        let addr = first
+            .split_whitespace()
+            .nth(3)
+            .expect("simulator address")
+            .to_string();
+        let seen = RouterEvents::default();
+        let out = child.stdout.take().expect("stdout");
+        let events = seen.clone();
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
                 let p: Vec<&str> = line.split_whitespace().collect();
                 if let [kind, user, ms] = p[..] {
                     let ms: i64 = ms.parse().unwrap_or(0);
-                    let mut m = seen.lock().unwrap();
+                    let mut m = events.lock().unwrap();
                     let e = m.entry(user.to_string()).or_insert((0, 0));
                     if kind == "login" {
                         e.0 = ms
@@ -504,12 +548,47 @@ fn enforce_lag(sessions: usize, plan_secs: u64, dir: Option<PathBuf>) {
                 }
             }
         });
+        RouterSim {
+            _child: Killed(child),
+            addr,
+            seen,
+        }
     }
-    std::fs::write(d.join("router.pass"), "bench-router-pass\n").expect("password file");
+
+    /// Users logged in at least once.
+    fn logged_in(&self) -> usize {
+        self.seen
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|v| v.0 > 0)
+            .count()
+    }
+
+    /// The `[router]` section that points the daemon at this simulator (`dir` gets the password
+    /// file).
+    fn router_config(&self, dir: &Path) -> String {
+        let pw = dir.join("router.pass");
+        std::fs::write(&pw, "bench-router-pass\n").expect("password file");
+        format!(
+            "[router]\nkind = \"routeros\"\naddress = \"{}\"\nusername = \"hotspot-edge\"\npassword-file = \"{}\"\nallow-plaintext = true\n",
+            self.addr,
+            pw.display()
+        )
+    }
+}
+
+fn enforce_lag(sessions: usize, plan_secs: u64, dir: Option<PathBuf>) {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    let d = work_dir(dir);
+    let sim = RouterSim::start(0);
+    let seen = sim.seen.clone();
     let text = format!(
-        "[site]\nid = \"bench\"\n[store]\npath = \"{db}\"\n[log]\nlevel = \"{level}\"\n[router]\nkind = \"routeros\"\naddress = \"{addr}\"\nusername = \"hotspot-edge\"\npassword-file = \"{pw}\"\nallow-plaintext = true\n\n[[plans]]\nid = \"burst\"\nname = \"burst\"\nprice = 10\ncurrency = \"KES\"\ntime = \"{plan_secs}s\"\n",
+        "[site]\nid = \"bench\"\n[store]\npath = \"{db}\"\n[log]\nlevel = \"{level}\"\n{router}\n[[plans]]\nid = \"burst\"\nname = \"burst\"\nprice = 10\ncurrency = \"KES\"\ntime = \"{plan_secs}s\"\n",
         db = d.join("lag.db").display(),
-        pw = d.join("router.pass").display(),
+        router = sim.router_config(&d),
         level = std::env::var("BENCH_LOG").unwrap_or_else(|_| "error".into()),
     );
     let config = hotspot_edge::config::parse(&text, "bench.toml")
@@ -594,6 +673,6 @@ fn enforce_lag(sessions: usize, plan_secs: u64, dir: Option<PathBuf>) {
         let _ = stop_tx.send(());
         let _ = daemon_task.await;
     });
-    drop(child);
+    drop(sim);
     let _ = std::fs::remove_dir_all(&d);
 }

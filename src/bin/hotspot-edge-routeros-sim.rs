@@ -75,10 +75,7 @@ fn main() {
                     let mut m = sim.model();
                     m.advance(1000);
                     if args.traffic_kbps > 0 {
-                        let macs: Vec<String> = m.active.rows.iter().filter_map(|r| r.get("mac-address").map(String::from)).collect();
-                        for mac in macs {
-                            m.traffic(&mac, args.traffic_kbps * 100, args.traffic_kbps * 1000);
-                        }
+                        m.traffic_all(args.traffic_kbps * 100, args.traffic_kbps * 1000);
                     }
                 }
             }

@@ -163,6 +163,9 @@ impl Default for LogConfig {
 pub struct EnforcementConfig {
     /// How often router session counters are read for data quotas (used with a router backend).
     pub usage_poll: Span,
+    /// How often those counters are written to the store when no data quota is running low
+    /// (the store is on flash; docs/benchmarks.md has the writes per day).
+    pub usage_save: Span,
     /// How often the router's active list is compared with ours (used with a router backend).
     pub reconcile: Span,
     /// How often the daemon saves the clock high-water mark (one small write).
@@ -178,8 +181,10 @@ impl Default for EnforcementConfig {
     fn default() -> Self {
         EnforcementConfig {
             usage_poll: Span::from_secs(10),
+            usage_save: Span::from_secs(300),
             reconcile: Span::from_secs(60),
-            clock_checkpoint: Span::from_secs(60),
+            // Each write costs the flash about 16 kB (docs/benchmarks.md): 60 s was 23 MB a day.
+            clock_checkpoint: Span::from_secs(300),
             max_offline_charge: Span::from_secs(7 * 86_400),
             job_max_attempts: 10,
         }
@@ -513,6 +518,7 @@ fn check(c: &Config) -> Result<Vec<String>, (std::ops::Range<usize>, String)> {
     }
     for (name, span) in [
         ("usage-poll", c.enforcement.usage_poll),
+        ("usage-save", c.enforcement.usage_save),
         ("reconcile", c.enforcement.reconcile),
         ("clock-checkpoint", c.enforcement.clock_checkpoint),
     ] {

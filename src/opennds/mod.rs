@@ -350,8 +350,12 @@ mod tests {
     use std::time::Duration;
 
     fn nas() -> OpenNdsNas {
+        nas_at("/nonexistent/ndsctl")
+    }
+
+    fn nas_at(program: &str) -> OpenNdsNas {
         OpenNdsNas::new(NdsctlSettings {
-            program: "/nonexistent/ndsctl".into(),
+            program: program.into(),
             timeout: Duration::from_secs(1),
             busy_retries: 0,
             busy_wait: Duration::from_millis(1),
@@ -401,5 +405,27 @@ mod tests {
         let e = nas().active(None).await.unwrap_err();
         assert!(e.is_link(), "{e}");
         assert!(e.to_string().contains("/nonexistent/ndsctl"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_wrapper_that_cannot_find_ndsctl_is_a_link_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let wrapper = dir.path().join("ndsctl");
+        std::fs::write(
+            &wrapper,
+            "#!/bin/sh\necho 'ndsctl: not found' >&2\nexit 127\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            &wrapper,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let e = nas_at(wrapper.to_str().unwrap())
+            .active(None)
+            .await
+            .unwrap_err();
+        assert!(e.is_link(), "{e}");
+        assert!(e.to_string().contains("not found or not executable"), "{e}");
     }
 }

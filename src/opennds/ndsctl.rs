@@ -192,6 +192,14 @@ impl Ndsctl {
                         attempt + 1
                     )))
                 }
+                // The shell's "not found" and "not executable"; also what a failed exec looks
+                // like where the spawn cannot report it (qemu-user, a wrapper script).
+                Exit::Broken(code @ (126 | 127)) => {
+                    return Err(E::Unreachable(format!(
+                        "cannot run {} (exit {code}: not found or not executable)",
+                        s.program.display()
+                    )))
+                }
                 Exit::Broken(code) => {
                     let mut why = text(&out.stderr);
                     if why.is_empty() {

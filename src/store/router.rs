@@ -26,6 +26,11 @@ pub struct OpenSession {
     pub user: String,
     pub mac: Option<String>,
     pub ip: Option<String>,
+    /// The counters last written for the session.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Data left on the user's current grant as last written (`None`: no data cap).
+    pub data_left: Option<u64>,
 }
 
 /// A user as a RADIUS Access-Request sees it.
@@ -293,8 +298,12 @@ impl Store {
         nas_session_id: Option<&str>,
     ) -> Result<Vec<OpenSession>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT s.nas_session_id, u.username, s.mac, s.ip FROM sessions s
-             JOIN users u ON u.id = s.user_id
+            // The current grant is the running one, else the first queued (as `entitlement`).
+            "SELECT s.nas_session_id, u.username, s.mac, s.ip, s.bytes_in, s.bytes_out,
+                    (SELECT max(g.data_bytes - g.bytes_used, 0) FROM grants g
+                     WHERE g.user_id = s.user_id AND g.state != 'ended'
+                     ORDER BY g.state != 'running', g.id LIMIT 1)
+             FROM sessions s JOIN users u ON u.id = s.user_id
              WHERE s.ended_at IS NULL AND (?1 IS NULL OR u.username = ?1)
                AND (?2 IS NULL OR s.nas_session_id = ?2)
              ORDER BY s.id",
@@ -305,6 +314,9 @@ impl Store {
                 user: r.get(1)?,
                 mac: r.get(2)?,
                 ip: r.get(3)?,
+                bytes_in: r.get(4)?,
+                bytes_out: r.get(5)?,
+                data_left: r.get(6)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)

@@ -21,7 +21,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn mosquitto(dir: &Path) -> (Killed, u16) {
+pub(super) fn mosquitto(dir: &Path) -> (Killed, u16) {
     let port = free_port();
     let conf = dir.join("mosquitto.conf");
     std::fs::write(
