@@ -10,7 +10,7 @@
 //!   transaction; a device logged in as a user who is unknown, expired or suspended (or beyond
 //!   the plan's devices) is disconnected. The store lives on flash, so counters are written only
 //!   when they matter ([`save_usage_now`]): every `usage-save`, and sooner for a data quota
-//!   running low. A poll that changes nothing writes nothing.
+//!   running low or a grant about to end. A poll that changes nothing writes nothing.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -73,20 +73,34 @@ pub struct UsageMemory {
     saved_at: Option<tokio::time::Instant>,
 }
 
-/// Whether a user's session counters are written now. `unsaved` is the user's traffic since
-/// the last write, `data_left` what the user had left at that write (`None`: no data cap).
-/// Counters wait up to `usage_save` (the router keeps them, so waiting loses nothing but
-/// freshness), except that a quota is written before the unwritten traffic is half of what was
-/// left: the engine then ends the grant within a poll or two of the quota running out.
+/// What the poll knows of a user's counters when it decides whether to write them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnsavedUsage {
+    /// Traffic of the user's sessions since their counters were last written.
+    pub bytes: u64,
+    /// Data the user had left at that write (`None`: no data cap).
+    pub data_left: Option<u64>,
+    /// Time until the running grant ends by time (negative: overdue), if that is fixed.
+    pub grant_ends_in_ms: Option<i64>,
+}
+
+/// Whether a user's session counters are written now. They wait up to `usage_save` (the router
+/// keeps them, so waiting loses nothing but freshness), except that they are written
+/// - before the unwritten traffic is half of the data left: the engine then ends a data grant
+///   within a poll or two of the quota running out;
+/// - at the last poll before the grant ends by time, so `grant.ended` counts its traffic.
 pub fn save_usage_now(
-    unsaved: u64,
-    data_left: Option<u64>,
+    u: UnsavedUsage,
     since_saved: Duration,
     usage_save: Duration,
+    usage_poll: Duration,
 ) -> bool {
-    unsaved > 0
+    let poll_ms = i64::try_from(usage_poll.as_millis()).unwrap_or(i64::MAX);
+    u.bytes > 0
         && (since_saved >= usage_save
-            || data_left.is_some_and(|left| unsaved.saturating_mul(2) >= left))
+            || u.data_left
+                .is_some_and(|left| u.bytes.saturating_mul(2) >= left)
+            || u.grant_ends_in_ms.is_some_and(|ms| ms <= poll_ms))
 }
 
 /// Traffic between what was written and what the router counts now; a counter that went down
@@ -484,9 +498,10 @@ impl<L: NasLink> Enforcer<L> {
     pub async fn poll_once(&self, b: &impl Nas) -> Result<(), StepError> {
         let server = self.settings.hotspot_server.clone();
         let rows = b.active(Some(&server)).await?;
-        let (ours, barred, pending) = self
+        let clock = self.clock.clone();
+        let (ours, barred, pending, timeline_ms) = self
             .store
-            .call(|s| -> Result<_, StoreError> {
+            .call(move |s| -> Result<_, StoreError> {
                 let mut barred: HashMap<String, &'static str> = HashMap::new();
                 for st in [UserState::Expired, UserState::Suspended] {
                     for u in s.usernames_in_state(st)? {
@@ -497,6 +512,7 @@ impl<L: NasLink> Enforcer<L> {
                     s.open_sessions_for(None, None)?,
                     barred,
                     s.pending_disconnects()?,
+                    s.now(clock.as_ref())?.timeline_ms,
                 ))
             })
             .await??;
@@ -511,26 +527,30 @@ impl<L: NasLink> Enforcer<L> {
             (std::mem::replace(&mut memory.seen, fresh), since)
         };
         let save_all = since >= self.settings.usage_save;
-        // Per user: the traffic not yet written and the data left when it last was.
-        let mut unsaved: HashMap<&str, (u64, Option<u64>)> = HashMap::new();
+        let mut unsaved: HashMap<&str, UnsavedUsage> = HashMap::new();
         let written: HashMap<&str, (u64, u64)> = ours
             .iter()
             .map(|o| (o.nas_session_id.as_str(), (o.bytes_in, o.bytes_out)))
             .collect();
         for o in &ours {
-            unsaved.entry(&o.user).or_insert((0, o.data_left));
+            unsaved.entry(&o.user).or_insert(UnsavedUsage {
+                bytes: 0,
+                data_left: o.data_left,
+                grant_ends_in_ms: o.grant_deadline.map(|d| d - timeline_ms),
+            });
         }
         for a in &rows {
             if let (Some(w), Some(u)) = (
                 written.get(session_key(a).as_str()),
                 unsaved.get_mut(a.user.as_str()),
             ) {
-                u.0 += traffic_since(*w, (a.bytes_in, a.bytes_out));
+                u.bytes += traffic_since(*w, (a.bytes_in, a.bytes_out));
             }
         }
         let save_user = |user: &str| {
-            unsaved.get(user).is_some_and(|(bytes, left)| {
-                save_usage_now(*bytes, *left, since, self.settings.usage_save)
+            unsaved.get(user).is_some_and(|u| {
+                let s = &self.settings;
+                save_usage_now(*u, since, s.usage_save, s.usage_poll)
             })
         };
         // Sessions of a user being disconnected are closed by that job, with its reason: a poll
@@ -635,41 +655,46 @@ mod tests {
 
     const SAVE: Duration = Duration::from_secs(300);
 
+    const POLL: Duration = Duration::from_secs(10);
+
+    fn unsaved(bytes: u64, data_left: Option<u64>, grant_ends_in_ms: Option<i64>) -> UnsavedUsage {
+        UnsavedUsage {
+            bytes,
+            data_left,
+            grant_ends_in_ms,
+        }
+    }
+
     #[test]
-    fn counters_wait_for_usage_save_unless_a_quota_runs_low() {
+    fn counters_wait_for_usage_save_unless_a_quota_runs_low_or_the_grant_ends() {
         let secs = Duration::from_secs;
+        let now = |u| save_usage_now(u, secs(10), SAVE, POLL);
         // Nothing new: never written.
-        assert!(!save_usage_now(0, None, Duration::MAX, SAVE));
-        assert!(!save_usage_now(0, Some(0), Duration::MAX, SAVE));
-        // No data cap: only once usage-save has passed, to the millisecond.
-        assert!(!save_usage_now(50_000_000, None, secs(299), SAVE));
         assert!(!save_usage_now(
-            50_000_000,
-            None,
+            unsaved(0, None, None),
+            Duration::MAX,
+            SAVE,
+            POLL
+        ));
+        assert!(!now(unsaved(0, Some(0), Some(0))));
+        // No data cap, no end in sight: only once usage-save has passed, to the millisecond.
+        let plain = unsaved(50_000_000, None, Some(3_600_000));
+        assert!(!save_usage_now(
+            plain,
             SAVE - Duration::from_millis(1),
-            SAVE
+            SAVE,
+            POLL
         ));
-        assert!(save_usage_now(1, None, SAVE, SAVE));
+        assert!(save_usage_now(plain, SAVE, SAVE, POLL));
         // A quota: written once the unwritten traffic is half of what was left.
-        assert!(!save_usage_now(
-            49_999_999,
-            Some(100_000_000),
-            secs(10),
-            SAVE
-        ));
-        assert!(save_usage_now(
-            50_000_000,
-            Some(100_000_000),
-            secs(10),
-            SAVE
-        ));
-        assert!(save_usage_now(1, Some(0), Duration::ZERO, SAVE));
-        assert!(save_usage_now(
-            u64::MAX,
-            Some(u64::MAX),
-            Duration::ZERO,
-            SAVE
-        ));
+        assert!(!now(unsaved(49_999_999, Some(100_000_000), None)));
+        assert!(now(unsaved(50_000_000, Some(100_000_000), None)));
+        assert!(now(unsaved(1, Some(0), None)));
+        assert!(now(unsaved(u64::MAX, Some(u64::MAX), None)));
+        // The grant ends before the next poll (or is overdue): written now.
+        assert!(!now(unsaved(1, None, Some(10_001))));
+        assert!(now(unsaved(1, None, Some(10_000))));
+        assert!(now(unsaved(1, None, Some(-5))));
     }
 
     #[test]

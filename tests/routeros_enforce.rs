@@ -744,3 +744,37 @@ async fn counters_are_written_every_usage_save_and_a_lost_session_keeps_its_traf
     );
     r.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_that_ends_by_time_counts_its_traffic_although_counters_wait() {
+    // usage-save is an hour, but the last poll before the deadline writes the counters, so
+    // grant.ended says what the customer used.
+    let r = rig_with(Arc::new(SystemClock), "usage-save = \"1h\"").await;
+    let mac = "AA:BB:CC:00:00:08";
+    let user = r.pay("R8", "short", mac, "10.5.50.18").await;
+    until("the device is online", 5, || {
+        r.active_users() == vec![user.clone()]
+    })
+    .await;
+    // The traffic comes after the session (and its first counters) was recorded.
+    for _ in 0..50 {
+        if !r.events("session.started").await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(r.stored_counters(&user).await, vec![(0, 0)]);
+    r.sim.model().traffic(mac, 70_000, 900_000);
+    let mut ended = Vec::new();
+    for _ in 0..100 {
+        ended = r.events("grant.ended").await;
+        if !ended.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(ended.len(), 1, "the 3 s grant did not end within 10 s");
+    assert_eq!(ended[0]["payload"]["reason"], "time");
+    assert_eq!(ended[0]["payload"]["bytes-used"], 970_000, "{}", ended[0]);
+    r.stop().await;
+}

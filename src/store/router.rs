@@ -31,6 +31,8 @@ pub struct OpenSession {
     pub bytes_out: u64,
     /// Data left on the user's current grant as last written (`None`: no data cap).
     pub data_left: Option<u64>,
+    /// When the user's running grant ends by time (timeline ms), if that is fixed.
+    pub grant_deadline: Option<i64>,
 }
 
 /// A user as a RADIUS Access-Request sees it.
@@ -302,7 +304,9 @@ impl Store {
             "SELECT s.nas_session_id, u.username, s.mac, s.ip, s.bytes_in, s.bytes_out,
                     (SELECT max(g.data_bytes - g.bytes_used, 0) FROM grants g
                      WHERE g.user_id = s.user_id AND g.state != 'ended'
-                     ORDER BY g.state != 'running', g.id LIMIT 1)
+                     ORDER BY g.state != 'running', g.id LIMIT 1),
+                    (SELECT min(g.deadline) FROM grants g
+                     WHERE g.user_id = s.user_id AND g.state = 'running')
              FROM sessions s JOIN users u ON u.id = s.user_id
              WHERE s.ended_at IS NULL AND (?1 IS NULL OR u.username = ?1)
                AND (?2 IS NULL OR s.nas_session_id = ?2)
@@ -317,6 +321,7 @@ impl Store {
                 bytes_in: r.get(4)?,
                 bytes_out: r.get(5)?,
                 data_left: r.get(6)?,
+                grant_deadline: r.get(7)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
