@@ -134,6 +134,8 @@ pub async fn run_with(
         jobs_wake: Arc::new(Notify::new()),
         poll_wake: Arc::new(Notify::new()),
     };
+    // One engine (pure decisions and settings) for every task.
+    let engine = Arc::new(app::engine(&config));
     let mut tasks = Vec::new();
     if let Some((password, router_tls)) = router {
         let r = &config.router;
@@ -151,7 +153,7 @@ pub async fn run_with(
         });
         let enforcer = enforcer(
             &daemon,
-            Arc::new(app::engine(&config)),
+            engine.clone(),
             link.clone(),
             polled(&config, &r.hotspot_server),
         );
@@ -173,18 +175,12 @@ pub async fn run_with(
             },
         ));
         tracing::info!(ndsctl = %o.ndsctl.display(), "openNDS backend");
-        let enforcer = enforcer(
-            &daemon,
-            Arc::new(app::engine(&config)),
-            link,
-            polled(&config, "all"),
-        );
+        let enforcer = enforcer(&daemon, engine.clone(), link, polled(&config, "all"));
         tasks.push(tokio::spawn(enforcer.clone().run_jobs(stop_rx.clone())));
         tasks.push(tokio::spawn(enforcer.run_poll(stop_rx.clone())));
     }
     #[cfg(feature = "radius")]
     if let Some((settings, (auth, acct))) = radius {
-        let engine = Arc::new(app::engine(&config));
         if config.router.kind == RouterKind::Radius {
             let link = crate::radius::RadiusLink::new(crate::radius::RadiusNas::new(
                 settings.clone(),
@@ -204,7 +200,7 @@ pub async fn run_with(
         let server = Arc::new(crate::radius::RadiusServer::new(
             settings.clone(),
             daemon.clone(),
-            engine,
+            engine.clone(),
         ));
         let info = RadiusInfo {
             auth: auth.local_addr().unwrap_or(settings.auth_listen),
@@ -231,7 +227,7 @@ pub async fn run_with(
         tasks.push(tokio::spawn(crate::mqtt::run(
             Arc::new(m),
             daemon.clone(),
-            Arc::new(app::engine(&config)),
+            engine.clone(),
             down_tx,
             stop_rx.clone(),
         )));
@@ -262,7 +258,7 @@ pub async fn run_with(
         stop_rx.clone(),
     )));
     started(daemon.clone());
-    let result = deadline_loop(&config, &daemon, shutdown).await;
+    let result = deadline_loop(&config, &daemon, engine, shutdown).await;
     let _ = stop_tx.send(true);
     let all = async {
         for t in tasks {
@@ -326,10 +322,10 @@ fn enforcer<L: crate::nas::NasLink>(
 async fn deadline_loop(
     config: &Config,
     d: &Daemon,
+    engine: Arc<crate::engine::Engine>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     tokio::pin!(shutdown);
-    let engine = Arc::new(app::engine(config));
     let checkpoint_every = config.enforcement.clock_checkpoint.ms();
     let mut last_checkpoint = i64::MIN;
     let mut last_due = None;

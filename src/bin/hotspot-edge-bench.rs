@@ -198,29 +198,50 @@ fn engine() -> Engine {
     Engine::new(Settings::default())
 }
 
-/// A memory figure of a process (`self` or a pid) from /proc, in KiB: `VmRSS:` now, `VmHWM:`
-/// the peak.
-fn rss_kib(pid: &str, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
+/// A number from a `/proc/PID/FILE` line `FIELD value ...` of a process (`self` or a pid); 0
+/// if the process or the field is gone.
+fn proc_figure(pid: &str, file: &str, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/{file}"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
         })
         .unwrap_or(0)
 }
 
-/// Bytes this process has caused to be written to storage (what wears flash).
-fn written_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/io")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("write_bytes:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
+/// A memory figure of a process (`self` or a pid) from /proc, in KiB: `VmRSS:` now, `VmHWM:`
+/// the peak.
+fn rss_kib(pid: &str, field: &str) -> u64 {
+    proc_figure(pid, "status", field)
+}
+
+/// Bytes a process (`self` or a pid) has caused to be written to storage (what wears flash):
+/// every page it dirtied, from `/proc/PID/io`.
+fn written_bytes(pid: &str) -> u64 {
+    proc_figure(pid, "io", "write_bytes:")
+}
+
+/// Customer `i`'s payment (reference `{prefix}{i}`) for `plan`; with `device`, from simulated
+/// device `i` (a MAC and an IP, up to 2^24 of them), which the daemon then logs in.
+fn device_payment(prefix: &str, i: usize, plan: &str, device: bool) -> Command {
+    Command::PaymentConfirmed(PaymentArgs {
+        provider: "mpesa".into(),
+        reference: format!("{prefix}{i:06}"),
+        phone: Some(format!("2547{i:08}")),
+        plan: plan.into(),
+        mac: device.then(|| {
+            format!(
+                "02:00:00:{:02X}:{:02X}:{:02X}",
+                i >> 16,
+                (i >> 8) & 255,
+                i & 255
+            )
+        }),
+        ip: device.then(|| format!("10.{}.{}.{}", 5 + (i >> 16), (i >> 8) & 255, i & 255)),
+        ..Default::default()
+    })
 }
 
 /// A child process (mosquitto, the daemon, FreeRADIUS) killed when the bench is done with it.
@@ -290,15 +311,15 @@ fn apply_rate(count: usize, batch: usize, dir: Option<PathBuf>) {
         "apply-rate: {count} payments, batch {batch}, databases in {}",
         d.display()
     );
-    let w0 = written_bytes();
+    let w0 = written_bytes("self");
     let raw1 = raw_inserts(&d.join("raw1.db"), count, 1);
-    let w1 = written_bytes();
+    let w1 = written_bytes("self");
     let eng1 = engine_applies(&d.join("eng1.db"), count, 1);
-    let w2 = written_bytes();
+    let w2 = written_bytes("self");
     let raw_b = raw_inserts(&d.join("rawb.db"), count, batch);
-    let w3 = written_bytes();
+    let w3 = written_bytes("self");
     let eng_b = engine_applies(&d.join("engb.db"), count, batch);
-    let w4 = written_bytes();
+    let w4 = written_bytes("self");
     let per = |a: u64, b: u64| (b - a) as f64 / count as f64 / 1024.0;
     println!(
         "storage written per payment: engine {:.1} KiB one-each, {:.1} KiB batched; raw {:.1} / {:.1} KiB",
@@ -610,15 +631,7 @@ fn enforce_lag(sessions: usize, plan_secs: u64, dir: Option<PathBuf>) {
         ));
         let daemon = drx.await.expect("daemon");
         let cmds: Vec<Command> = (0..sessions)
-            .map(|i| Command::PaymentConfirmed(PaymentArgs {
-                provider: "mpesa".into(),
-                reference: format!("L{i:06}"),
-                phone: Some(format!("2547{i:08}")),
-                plan: "burst".into(),
-                mac: Some(format!("02:00:00:{:02X}:{:02X}:{:02X}", i >> 16, (i >> 8) & 255, i & 255)),
-                ip: Some(format!("10.{}.{}.{}", 5 + (i >> 16), (i >> 8) & 255, i & 255)),
-                ..Default::default()
-            }))
+            .map(|i| device_payment("L", i, "burst", true))
             .collect();
         let t_pay = Instant::now();
         daemon.store.call(move |s| {

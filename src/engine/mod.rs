@@ -255,6 +255,12 @@ struct Cx<'a> {
     job_set: std::collections::HashSet<Job>,
 }
 
+/// New traffic between two readings of a NAS byte counter. A counter that went down was reset
+/// by the NAS (a reboot, a new session under the same id): all of it is new.
+pub fn counter_delta(before: u64, now: u64) -> u64 {
+    now.checked_sub(before).unwrap_or(now)
+}
+
 fn bad(message: impl Into<String>) -> EngineError {
     EngineError::Rejected(Rejection {
         code: RejectCode::BadArgs,
@@ -1285,17 +1291,8 @@ impl Cx<'_> {
                 unknown += 1;
                 continue;
             };
-            // A counter that went down was reset by the NAS: all of it is new traffic.
-            let d_in = if c.bytes_in >= s.bytes_in {
-                c.bytes_in - s.bytes_in
-            } else {
-                c.bytes_in
-            };
-            let d_out = if c.bytes_out >= s.bytes_out {
-                c.bytes_out - s.bytes_out
-            } else {
-                c.bytes_out
-            };
+            let d_in = counter_delta(s.bytes_in, c.bytes_in);
+            let d_out = counter_delta(s.bytes_out, c.bytes_out);
             if d_in + d_out == 0 {
                 continue;
             }
@@ -1429,5 +1426,18 @@ impl Cx<'_> {
             "users-expired": users_expired,
             "vouchers-expired": expired_vouchers,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::counter_delta;
+
+    #[test]
+    fn a_counter_that_went_down_was_reset_and_all_of_it_is_new() {
+        assert_eq!(counter_delta(100, 150), 50);
+        assert_eq!(counter_delta(100, 100), 0);
+        assert_eq!(counter_delta(100, 30), 30);
+        assert_eq!(counter_delta(u64::MAX, 0), 0);
     }
 }

@@ -51,6 +51,9 @@ enum Exit {
     No,
     /// 4: the lock is held by another ndsctl: retry.
     Busy,
+    /// 126/127, the shell's "not executable" and "not found": also what a failed exec looks like
+    /// where the spawn cannot report it (qemu-user, a wrapper script).
+    CannotRun(i32),
     /// 2 (abnormal reply), 3 (openNDS not running), 5-6 (lock file), anything else.
     Broken(i32),
 }
@@ -60,6 +63,7 @@ fn exit_of(code: Option<i32>) -> Exit {
         Some(0) => Exit::Ok,
         Some(1) => Exit::No,
         Some(4) => Exit::Busy,
+        Some(c @ (126 | 127)) => Exit::CannotRun(c),
         Some(c) => Exit::Broken(c),
         None => Exit::Broken(-1),
     }
@@ -192,9 +196,7 @@ impl Ndsctl {
                         attempt + 1
                     )))
                 }
-                // The shell's "not found" and "not executable"; also what a failed exec looks
-                // like where the spawn cannot report it (qemu-user, a wrapper script).
-                Exit::Broken(code @ (126 | 127)) => {
+                Exit::CannotRun(code) => {
                     return Err(E::Unreachable(format!(
                         "cannot run {} (exit {code}: not found or not executable)",
                         s.program.display()
@@ -364,5 +366,7 @@ mod tests {
         assert_eq!(exit_of(Some(4)), Exit::Busy);
         assert_eq!(exit_of(Some(3)), Exit::Broken(3));
         assert_eq!(exit_of(None), Exit::Broken(-1));
+        assert_eq!(exit_of(Some(127)), Exit::CannotRun(127));
+        assert_eq!(exit_of(Some(126)), Exit::CannotRun(126));
     }
 }

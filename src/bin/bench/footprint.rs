@@ -8,7 +8,6 @@ use std::process::{Command as Proc, Stdio};
 use std::time::{Duration, Instant};
 
 use hotspot_edge::clock::SystemClock;
-use hotspot_edge::engine::command::PaymentArgs;
 use hotspot_edge::engine::{Command, OsEntropy};
 
 use super::{rss_kib, Killed, RouterSim};
@@ -117,25 +116,7 @@ impl Site {
         let mut store = super::open(&self.db, false);
         let engine = super::engine();
         let cmds: Vec<Command> = (0..users)
-            .map(|i| {
-                Command::PaymentConfirmed(PaymentArgs {
-                    provider: "mpesa".into(),
-                    reference: format!("F{i:06}"),
-                    phone: Some(format!("2547{i:08}")),
-                    plan: plan.into(),
-                    mac: (i < devices).then(|| {
-                        format!(
-                            "02:00:00:{:02X}:{:02X}:{:02X}",
-                            i >> 16,
-                            (i >> 8) & 255,
-                            i & 255
-                        )
-                    }),
-                    ip: (i < devices)
-                        .then(|| format!("10.{}.{}.{}", 5 + (i >> 16), (i >> 8) & 255, i & 255)),
-                    ..Default::default()
-                })
-            })
+            .map(|i| super::device_payment("F", i, plan, i < devices))
             .collect();
         for chunk in cmds.chunks(1000) {
             let refs: Vec<_> = chunk.iter().map(|c| (None, c)).collect();
@@ -168,14 +149,11 @@ impl Site {
 
     /// (write_bytes, cancelled_write_bytes) of the daemon from /proc/PID/io.
     fn written(&self) -> (u64, u64) {
-        let io = std::fs::read_to_string(format!("/proc/{}/io", self.pid())).unwrap_or_default();
-        let field = |name: &str| {
-            io.lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0)
-        };
-        (field("write_bytes:"), field("cancelled_write_bytes:"))
+        let pid = self.pid();
+        (
+            super::written_bytes(&pid),
+            super::proc_figure(&pid, "io", "cancelled_write_bytes:"),
+        )
     }
 }
 

@@ -24,6 +24,13 @@ impl Row {
     fn num(&self, k: &str) -> u64 {
         self.get(k).and_then(|v| v.parse().ok()).unwrap_or(0)
     }
+    /// An active row's counters grow (upload is bytes-in, from the router's view).
+    fn add_traffic(&mut self, upload: u64, download: u64) {
+        let bi = self.num("bytes-in") + upload;
+        let bo = self.num("bytes-out") + download;
+        self.fields.insert("bytes-in".into(), bi.to_string());
+        self.fields.insert("bytes-out".into(), bo.to_string());
+    }
 }
 
 /// Rows in id order (ids only grow), with an index on `name` so that a router with 10,000
@@ -854,10 +861,7 @@ impl Model {
         else {
             return false;
         };
-        let bi = a.num("bytes-in") + upload;
-        let bo = a.num("bytes-out") + download;
-        a.fields.insert("bytes-in".into(), bi.to_string());
-        a.fields.insert("bytes-out".into(), bo.to_string());
+        a.add_traffic(upload, download);
         self.enforce_limits();
         true
     }
@@ -866,10 +870,7 @@ impl Model {
     /// device, that pass would make a second of traffic quadratic in the devices online).
     pub fn traffic_all(&mut self, upload: u64, download: u64) {
         for a in &mut self.active.rows {
-            let bi = a.num("bytes-in") + upload;
-            let bo = a.num("bytes-out") + download;
-            a.fields.insert("bytes-in".into(), bi.to_string());
-            a.fields.insert("bytes-out".into(), bo.to_string());
+            a.add_traffic(upload, download);
         }
         self.enforce_limits();
     }
