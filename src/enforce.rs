@@ -509,17 +509,21 @@ impl<L: NasLink> Enforcer<L> {
                 ))
             })
             .await??;
+        // Each router row with our key for it, made once.
+        let keyed: Vec<(String, &ActiveSession)> =
+            rows.iter().map(|a| (session_key(a), a)).collect();
         let now = tokio::time::Instant::now();
         let (seen, since) = {
             let mut memory = self.usage.lock().unwrap_or_else(|e| e.into_inner());
             let since = memory.saved_at.map_or(Duration::MAX, |t| now - t);
-            let fresh: HashMap<String, (String, u64, u64)> = rows
+            let fresh: HashMap<String, (String, u64, u64)> = keyed
                 .iter()
-                .map(|a| (session_key(a), (a.user.clone(), a.bytes_in, a.bytes_out)))
+                .map(|(k, a)| (k.clone(), (a.user.clone(), a.bytes_in, a.bytes_out)))
                 .collect();
             (std::mem::replace(&mut memory.seen, fresh), since)
         };
         let save_all = since >= self.settings.usage_save;
+        // Per user: traffic since the counters were last written, and what decides a write.
         let mut unsaved: HashMap<&str, UnsavedUsage> = HashMap::new();
         let written: HashMap<&str, (u64, u64)> = ours
             .iter()
@@ -532,11 +536,9 @@ impl<L: NasLink> Enforcer<L> {
                 grant_ends_in_ms: o.grant_deadline.map(|d| d - timeline_ms),
             });
         }
-        for a in &rows {
-            if let (Some(w), Some(u)) = (
-                written.get(session_key(a).as_str()),
-                unsaved.get_mut(a.user.as_str()),
-            ) {
+        for (k, a) in &keyed {
+            if let (Some(w), Some(u)) = (written.get(k.as_str()), unsaved.get_mut(a.user.as_str()))
+            {
                 // Counted as the engine will count it when the counters are written.
                 u.bytes += counter_delta(w.0, a.bytes_in) + counter_delta(w.1, a.bytes_out);
             }
@@ -547,20 +549,10 @@ impl<L: NasLink> Enforcer<L> {
                 save_usage_now(*u, since, s.usage_save, s.usage_poll)
             })
         };
-        // Sessions of a user being disconnected are closed by that job, with its reason: a poll
-        // that runs between the NAS dropping them and the job recording it must not call them
-        // lost.
-        let closing: HashSet<&str> = ours
-            .iter()
-            .filter(|o| pending.contains(&o.user))
-            .map(|o| o.nas_session_id.as_str())
-            .collect();
-        let ours: HashSet<String> = ours.iter().map(|o| o.nas_session_id.clone()).collect();
         let mut cmds = Vec::new();
         let mut started: Vec<Option<&ActiveSession>> = Vec::new();
         let mut kick: Vec<(&ActiveSession, String)> = Vec::new();
-        let keys: HashSet<String> = rows.iter().map(session_key).collect();
-        for a in &rows {
+        for (k, a) in &keyed {
             if let Some(state) = barred.get(&a.user) {
                 // A queued disconnect job handles it (with its reason and one audit row).
                 if !pending.contains(&a.user) {
@@ -568,10 +560,10 @@ impl<L: NasLink> Enforcer<L> {
                 }
                 continue;
             }
-            if !ours.contains(&session_key(a)) {
+            if !written.contains_key(k.as_str()) {
                 cmds.push(Command::SessionStarted(SessionStartArgs {
                     user: a.user.clone(),
-                    nas_session_id: session_key(a),
+                    nas_session_id: k.clone(),
                     mac: a.mac.clone(),
                     ip: a.address.clone(),
                 }));
@@ -579,11 +571,11 @@ impl<L: NasLink> Enforcer<L> {
             }
         }
         // A session started in this poll is new to the store: its counters are written with it.
-        let due: Vec<SessionCounters> = rows
+        let due: Vec<SessionCounters> = keyed
             .iter()
-            .filter(|a| !ours.contains(&session_key(a)) || save_user(&a.user))
-            .map(|a| SessionCounters {
-                nas_session_id: session_key(a),
+            .filter(|(k, a)| !written.contains_key(k.as_str()) || save_user(&a.user))
+            .map(|(k, a)| SessionCounters {
+                nas_session_id: k.clone(),
                 bytes_in: a.bytes_in,
                 bytes_out: a.bytes_out,
             })
@@ -592,14 +584,17 @@ impl<L: NasLink> Enforcer<L> {
             cmds.push(Command::SessionUsage(UsageArgs { sessions: due }));
             started.push(None);
         }
-        for key in ours
-            .iter()
-            .filter(|k| !keys.contains(*k) && !closing.contains(k.as_str()))
-        {
+        let on_router: HashSet<&str> = keyed.iter().map(|(k, _)| k.as_str()).collect();
+        for o in &ours {
+            // Sessions of a user being disconnected are closed by that job, with its reason: a
+            // poll between the NAS dropping them and the job recording it must not call them lost.
+            if on_router.contains(o.nas_session_id.as_str()) || pending.contains(&o.user) {
+                continue;
+            }
             // Gone from the router: closed with the traffic it last showed.
-            let last = seen.get(key);
+            let last = seen.get(&o.nas_session_id);
             cmds.push(Command::SessionEnded(SessionEndArgs {
-                nas_session_id: key.clone(),
+                nas_session_id: o.nas_session_id.clone(),
                 reason: "nas-lost".into(),
                 bytes_in: last.map(|c| c.1),
                 bytes_out: last.map(|c| c.2),
