@@ -212,7 +212,7 @@ async fn full_lifecycle_payment_login_expiry_disconnect() {
         ru.get("comment").map(String::as_str),
         Some("managed by hotspot-edge")
     );
-    assert_eq!(ru.get("disabled").map(String::as_str), Some("no"));
+    assert_eq!(ru.get("disabled").map(String::as_str), Some("false"));
     assert_eq!(
         r.sim
             .model()
@@ -238,7 +238,7 @@ async fn full_lifecycle_payment_login_expiry_disconnect() {
             .unwrap()
             .get("disabled")
             .map(String::as_str)
-            == Some("yes")
+            == Some("true")
             && r.sim.model().cookies.rows.is_empty()
     })
     .await;
@@ -630,7 +630,7 @@ async fn a_burst_of_expiries_is_cut_off_together_and_audited_once_each() {
             && m.users
                 .rows
                 .iter()
-                .all(|u| u.get("disabled") == Some("yes"))
+                .all(|u| u.get("disabled") == Some("true"))
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -672,7 +672,7 @@ async fn a_customer_who_pays_again_while_the_router_is_down_stays_online() {
     r.sim.set_refuse(false);
     until("the router is back and the jobs are done", 10, || {
         r.router_user(&user)
-            .is_some_and(|u| u.get("disabled").map(String::as_str) == Some("no"))
+            .is_some_and(|u| u.get("disabled").map(String::as_str) == Some("false"))
     })
     .await;
     tokio::time::sleep(Duration::from_millis(2000)).await;

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use clap::Parser;
+use hotspot_edge::routeros::sim::model::PrintForms;
 use hotspot_edge::routeros::sim::{Model, Simulator};
 
 #[derive(Parser)]
@@ -31,6 +32,18 @@ struct Args {
     /// Print `login USER MS` / `logout USER MS` (wall clock) on stdout (benchmarks).
     #[arg(long)]
     log_events: bool,
+    /// How values are printed: `7` (RouterOS 7: `true`/`false`, `1d`, defaults left out) or
+    /// `6` (older forms: `yes`/`no`, `1d00:00:00`, defaults printed).
+    #[arg(long, default_value = "7", value_parser = parse_forms)]
+    print_forms: PrintForms,
+    /// Exit when standard input closes: a parent that dies (even by abort) takes the simulator
+    /// with it.
+    #[arg(long)]
+    exit_with_stdin: bool,
+}
+
+fn parse_forms(t: &str) -> Result<PrintForms, String> {
+    PrintForms::parse(t).ok_or_else(|| format!("{t:?}: expected 7 or 6"))
 }
 
 fn main() {
@@ -43,6 +56,7 @@ fn main() {
         let mut model = Model {
             empty_reply: args.empty_reply,
             event_log: args.log_events.then(Vec::new),
+            forms: args.print_forms,
             ..Model::default()
         };
         model.add_api_user(&args.user, &args.password, "hotspot-edge");
@@ -55,11 +69,27 @@ fn main() {
         };
         sim.set_tag_first(args.tag_first);
         eprintln!("RouterOS simulator on {} (API user {:?})", sim.addr, args.user);
+        let (parent_gone_tx, mut parent_gone) = tokio::sync::oneshot::channel::<()>();
+        // Held for the program's life unless the stdin watcher takes it.
+        let mut _sender = Some(parent_gone_tx);
+        if args.exit_with_stdin {
+            let tx = _sender.take();
+            std::thread::spawn(move || {
+                use std::io::Read;
+                let mut sink = [0u8; 64];
+                let mut stdin = std::io::stdin();
+                while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}
+                if let Some(tx) = tx {
+                    let _ = tx.send(());
+                }
+            });
+        }
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut flush = tokio::time::interval(Duration::from_millis(20));
         loop {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => return,
+                _ = &mut parent_gone => return,
                 _ = flush.tick() => {
                     let events: Vec<_> = sim.model().event_log.as_mut().map(std::mem::take).unwrap_or_default();
                     if !events.is_empty() {

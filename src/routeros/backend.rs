@@ -6,6 +6,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::client::{ApiClient, Call, RouterError, Row};
+use super::meaning::{self, Verdict};
 
 /// Ids per `set`/`remove` in bulk operations (keeps each API word a few kB).
 const BULK: usize = 400;
@@ -24,8 +25,22 @@ fn field<'a>(r: &'a Row, k: &str) -> Option<&'a str> {
     r.get(k).map(String::as_str).filter(|v| !v.is_empty())
 }
 
-fn is_yes(v: Option<&str>) -> bool {
-    matches!(v, Some("yes" | "true"))
+/// The fields of `want` that `row` does not carry by meaning (or hides), in `want`'s order. A
+/// value that cannot be compared fails the operation with the menu, field and both values.
+fn differing<'w>(
+    menu: &str,
+    row: &Row,
+    want: &'w [(&str, String)],
+) -> Result<Vec<(&'w str, Verdict)>, RouterError> {
+    let mut out = Vec::new();
+    for (k, v) in want {
+        match meaning::compare(menu, k, v, row.get(*k).map(String::as_str)) {
+            Ok(Verdict::Same) => {}
+            Ok(verdict) => out.push((*k, verdict)),
+            Err(e) => return Err(RouterError::Unconfirmed(e.to_string())),
+        }
+    }
+    Ok(out)
 }
 
 #[derive(Clone, Debug)]
@@ -46,7 +61,9 @@ impl RouterOsBackend {
         Ok(rows.into_iter().next())
     }
 
-    /// Adds or sets `name` in `menu` so that it carries `want`, then reads it back.
+    /// Adds or sets `name` in `menu` so that it carries `want`, then reads it back and compares
+    /// by meaning ([`meaning`]): a `print` does not echo what was written. Only the fields that
+    /// differ (or that the router hides from us) are written.
     async fn upsert(
         &self,
         menu: &str,
@@ -54,17 +71,21 @@ impl RouterOsBackend {
         want: &[(&str, String)],
     ) -> Result<(), RouterError> {
         let existing = self.find(menu, name).await?;
-        let differs = |row: &Row| {
-            want.iter()
-                .any(|(k, v)| row.get(*k).map(String::as_str).unwrap_or("") != v)
-        };
         let result = match &existing {
-            Some(row) if !differs(row) => return Ok(()),
             Some(row) => {
+                // A hidden password counts as stale: writing it is the only way to be sure. So
+                // does a value we cannot read: the read-back after the write decides.
+                let stale = differing(menu, row, want)
+                    .unwrap_or_else(|_| want.iter().map(|(k, _)| (*k, Verdict::Differs)).collect());
+                if stale.is_empty() {
+                    return Ok(());
+                }
                 let id = field(row, ".id").unwrap_or(name).to_string();
                 let mut call = Call::new(&format!("{menu}/set")).attr(".id", id);
                 for (k, v) in want {
-                    call = call.attr(k, v.clone());
+                    if stale.iter().any(|(s, _)| s == k) {
+                        call = call.attr(k, v.clone());
+                    }
                 }
                 self.api.run(&call).await.map(|_| ())
             }
@@ -82,15 +103,35 @@ impl RouterOsBackend {
             }
         }
         // Whatever the reply said, the router's state is the truth.
-        match self.find(menu, name).await? {
-            Some(row) if !differs(&row) => Ok(()),
-            _ => Err(match result {
+        let Some(row) = self.find(menu, name).await? else {
+            return Err(match result {
                 Err(e) => e,
-                Ok(()) => RouterError::Unconfirmed(format!(
-                    "{menu} {name}: not as written after the write"
-                )),
-            }),
+                Ok(()) => {
+                    RouterError::Unconfirmed(format!("{menu} {name}: not there after the add"))
+                }
+            });
+        };
+        let wrong: Vec<String> = differing(menu, &row, want)?
+            .into_iter()
+            .filter(|(_, v)| *v == Verdict::Differs)
+            .map(|(k, _)| {
+                let printed = row
+                    .get(k)
+                    .map_or_else(|| "(absent)".to_string(), |p| format!("{p:?}"));
+                let written = want.iter().find(|(w, _)| *w == k).map_or("", |(_, v)| v);
+                format!("{k} is {printed} after writing {written:?}")
+            })
+            .collect();
+        if wrong.is_empty() {
+            return Ok(());
         }
+        Err(match result {
+            Err(e) => e,
+            Ok(()) => RouterError::Unconfirmed(format!(
+                "{menu} {name}: not as written after the write: {}",
+                wrong.join("; ")
+            )),
+        })
     }
 
     pub async fn ensure_profile(&self, p: &DesiredProfile) -> Result<(), RouterError> {
@@ -114,8 +155,9 @@ impl RouterOsBackend {
             ),
             (
                 "limit-uptime",
+                // RouterOS counts uptime in whole seconds: round up, never cut a second short.
                 u.limit_uptime_ms
-                    .map(super::format::format_duration)
+                    .map(|ms| super::format::format_duration(ms.saturating_add(999) / 1000 * 1000))
                     .unwrap_or_else(|| "0s".into()),
             ),
             (
@@ -205,7 +247,7 @@ impl RouterOsBackend {
                 .iter()
                 .filter(|r| {
                     field(r, "name").is_some_and(|n| disable.contains(n))
-                        && !is_yes(field(r, "disabled"))
+                        && !meaning::printed_bool(field(r, "disabled")).unwrap_or(false)
                 })
                 .filter_map(|r| field(r, ".id").map(String::from))
                 .collect();
@@ -427,10 +469,10 @@ impl RouterOsBackend {
                             .props(&["mac-address"]),
                     )
                     .await?;
-                if rows
-                    .iter()
-                    .any(|r| field(r, "mac-address").is_some_and(|m| m.eq_ignore_ascii_case(mac)))
-                {
+                if rows.iter().any(|r| {
+                    meaning::same(ACTIVE, "mac-address", mac, field(r, "mac-address"))
+                        .unwrap_or(false)
+                }) {
                     Ok(())
                 } else {
                     Err(e)

@@ -47,7 +47,10 @@ fn units(t: &str) -> Result<i64, String> {
             .parse()
             .map_err(|_| "number too large".to_string())?;
         rest = &rest[n..];
-        let (mult, len) = if rest.starts_with("ms") {
+        // A bare number is seconds, as RouterOS reads it (`limit-uptime=86400`).
+        let (mult, len) = if rest.is_empty() {
+            (1000, 0)
+        } else if rest.starts_with("ms") {
             (1, 2)
         } else if rest.starts_with("us") {
             (0, 2)
@@ -61,7 +64,10 @@ fn units(t: &str) -> Result<i64, String> {
                 _ => return Err(format!("unknown unit at {rest:?}")),
             }
         };
-        total += v * mult;
+        total = v
+            .checked_mul(mult)
+            .and_then(|x| total.checked_add(x))
+            .ok_or_else(|| "duration too large".to_string())?;
         rest = &rest[len..];
     }
     Ok(total)
@@ -120,6 +126,7 @@ mod tests {
             Some(8 * 86_400_000 + 7_200_000)
         );
         assert_eq!(parse_duration("none").unwrap(), None);
+        assert_eq!(parse_duration("86400").unwrap(), Some(86_400_000));
         assert!(parse_duration("1x").is_err());
         assert!(parse_duration("1:2").is_err());
     }

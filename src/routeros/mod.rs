@@ -5,6 +5,7 @@ pub mod backend;
 pub mod client;
 pub mod format;
 pub mod link;
+pub mod meaning;
 pub mod setup;
 #[cfg(feature = "demo")]
 pub mod sim;

@@ -123,6 +123,12 @@ impl Table {
             r.fields.insert(k.to_string(), v.to_string());
         }
     }
+    fn unset_field(&mut self, id: u32, k: &str) {
+        if let Some(r) = self.find_mut(id) {
+            r.fields.remove(k);
+        }
+    }
+
     /// The row whose `field` is `value`: by index for `name` (rows change only through `Table`'s
     /// methods, which keep the index), by scan otherwise.
     pub fn by(&self, field: &str, value: &str) -> Option<&Row> {
@@ -135,6 +141,94 @@ impl Table {
 
 /// A reply sentence, without its tag.
 pub type Sentence = Vec<String>;
+
+/// How the simulated router prints values (docs/routeros-simulator.md has the sources). Values are
+/// stored as the router would print them, never as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PrintForms {
+    /// RouterOS 7: booleans `true`/`false`, durations `1d2h3m`, a limit at its "no limit" default
+    /// left out of the reply, upper-case MACs, rate limits in the largest exact unit.
+    #[default]
+    V7,
+    /// The older forms sources show (RouterOS 6.49 and before): booleans `yes`/`no`, durations
+    /// `1d02:03:00`, defaults printed (`0s`, `0`, `00:00:00:00:00:00`).
+    V6,
+}
+
+impl PrintForms {
+    pub fn parse(t: &str) -> Option<PrintForms> {
+        match t {
+            "7" | "v7" => Some(PrintForms::V7),
+            "6" | "v6" | "6.49" => Some(PrintForms::V6),
+            _ => None,
+        }
+    }
+
+    fn bool(self, b: bool) -> String {
+        match (self, b) {
+            (PrintForms::V7, true) => "true",
+            (PrintForms::V7, false) => "false",
+            (PrintForms::V6, true) => "yes",
+            (PrintForms::V6, false) => "no",
+        }
+        .into()
+    }
+
+    fn duration(self, ms: i64) -> String {
+        match self {
+            PrintForms::V7 => crate::routeros::format::format_duration(ms.max(0) / 1000 * 1000),
+            PrintForms::V6 => {
+                let s = ms.max(0) / 1000;
+                let (w, d) = (s / 604_800, s % 604_800 / 86_400);
+                let clock = format!(
+                    "{:02}:{:02}:{:02}",
+                    s % 86_400 / 3600,
+                    s % 3600 / 60,
+                    s % 60
+                );
+                match (w, d) {
+                    (0, 0) => clock,
+                    (0, d) => format!("{d}d{clock}"),
+                    (w, 0) => format!("{w}w{clock}"),
+                    (w, d) => format!("{w}w{d}d{clock}"),
+                }
+            }
+        }
+    }
+
+    /// The value `v` written to `field` as this router stores and prints it; `None`: left out
+    /// of the reply (a "no limit" default in RouterOS 7). `v` has passed `check_fields`.
+    fn normalise(self, field: &str, v: &str) -> Option<String> {
+        use crate::routeros::meaning::{format_mac, kind_of, parse_mac, Kind, RateLimit};
+        let v7 = self == PrintForms::V7;
+        match kind_of("", field) {
+            Kind::Bool => Some(self.bool(matches!(v, "yes" | "true"))),
+            Kind::LimitDuration => {
+                let ms = parse_dur(v).unwrap_or(0);
+                match (ms, field) {
+                    (0, "idle-timeout" | "keepalive-timeout") if v7 => Some("none".into()),
+                    (0, "limit-uptime") if v7 => None,
+                    (ms, _) => Some(self.duration(ms)),
+                }
+            }
+            Kind::LimitBytes => match v.parse::<u64>().unwrap_or(0) {
+                0 if v7 => None,
+                n => Some(n.to_string()),
+            },
+            Kind::Mac => match parse_mac(v) {
+                Some([0, 0, 0, 0, 0, 0]) if v7 => None,
+                Some(mac) => Some(format_mac(mac)),
+                None => Some(v.to_string()),
+            },
+            Kind::RateLimit => Some(
+                RateLimit::parse(v)
+                    .map(|r| r.format())
+                    .unwrap_or_else(|_| v.to_string()),
+            ),
+            _ => Some(v.to_string()),
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct ApiUser {
@@ -187,6 +281,8 @@ pub struct Model {
     pub now_ms: i64,
     /// Answer an empty `print` with `!empty` before `!done` (RouterOS 7.18+).
     pub empty_reply: bool,
+    /// How values are printed (RouterOS 7 or the older forms).
+    pub forms: PrintForms,
     /// When set, every login and logout is recorded here with the wall-clock time (ms), for
     /// measuring enforcement lag from outside.
     pub event_log: Option<Vec<(&'static str, String, i64)>>,
@@ -205,7 +301,7 @@ impl Default for Model {
         profiles.insert(BTreeMap::from([
             ("name".into(), "default".into()),
             ("shared-users".into(), "1".into()),
-            ("add-mac-cookie".into(), "yes".into()),
+            ("add-mac-cookie".into(), "true".into()),
         ]));
         Model {
             users: Table::default(),
@@ -223,6 +319,7 @@ impl Default for Model {
             server: "hotspot1".into(),
             now_ms: 0,
             empty_reply: false,
+            forms: PrintForms::V7,
             event_log: None,
         }
     }
@@ -342,7 +439,7 @@ impl Model {
                 };
                 r.attrs.insert(
                     "disabled".into(),
-                    if verb == "disable" { "yes" } else { "no" }.into(),
+                    if verb == "disable" { "true" } else { "false" }.into(),
                 );
                 self.set(menu, &r)
             }
@@ -386,7 +483,7 @@ impl Model {
         Row {
             id: 0,
             fields: BTreeMap::from([
-                ("uptime".into(), format_dur(self.now_ms)),
+                ("uptime".into(), self.forms.duration(self.now_ms)),
                 ("version".into(), self.version.clone()),
                 ("board-name".into(), self.board.clone()),
                 ("cpu-load".into(), "3".into()),
@@ -447,10 +544,15 @@ impl Model {
                     let mut r = u.clone();
                     let (up, bi, bo) = totals(u);
                     r.fields.remove("uptime-ms");
-                    r.fields.insert("uptime".into(), format_dur(up));
+                    r.fields.insert("uptime".into(), self.forms.duration(up));
                     r.fields.insert("bytes-in".into(), bi.to_string());
                     r.fields.insert("bytes-out".into(), bo.to_string());
-                    r.fields.entry("disabled".into()).or_insert("false".into());
+                    r.fields
+                        .entry("disabled".into())
+                        .or_insert_with(|| self.forms.bool(false));
+                    r.fields
+                        .entry("dynamic".into())
+                        .or_insert_with(|| self.forms.bool(false));
                     r
                 })
                 .collect(),
@@ -461,13 +563,13 @@ impl Model {
                     let login = a.get("~login-at").and_then(|v| v.parse().ok()).unwrap_or(0);
                     r.fields.retain(|k, _| !k.starts_with('~'));
                     r.fields
-                        .insert("uptime".into(), format_dur(self.now_ms - login));
+                        .insert("uptime".into(), self.forms.duration(self.now_ms - login));
                     if let Some(u) = a.get("user").and_then(|n| self.users.by("name", n)) {
                         if let Some(limit) = u.get("limit-uptime").and_then(parse_dur) {
                             let (used, _, _) = totals(u);
                             r.fields.insert(
                                 "session-time-left".into(),
-                                format_dur((limit - used).max(0)),
+                                self.forms.duration((limit - used).max(0)),
                             );
                         }
                     }
@@ -581,8 +683,13 @@ impl Model {
                 return trap(&format!("input does not match any value of profile: {p}"));
             }
         }
-        let mut fields = req.attrs.clone();
-        fields.remove(".id");
+        let forms = self.forms;
+        let mut fields: BTreeMap<String, String> = req
+            .attrs
+            .iter()
+            .filter(|(k, _)| *k != ".id")
+            .filter_map(|(k, v)| Some((k.clone(), forms.normalise(k, v)?)))
+            .collect();
         if menu == "/ip/hotspot/user" {
             fields.entry("profile".into()).or_insert("default".into());
             fields.entry("server".into()).or_insert("all".into());
@@ -641,10 +748,14 @@ impl Model {
                 return trap(&format!("input does not match any value of profile: {p}"));
             }
         }
+        let forms = self.forms;
         for id in ids {
             for (k, v) in &req.attrs {
                 if k != ".id" && k != "numbers" {
-                    self.table_mut(menu).set_field(id, k, v);
+                    match forms.normalise(k, v) {
+                        Some(v) => self.table_mut(menu).set_field(id, k, &v),
+                        None => self.table_mut(menu).unset_field(id, k),
+                    }
                 }
             }
         }
@@ -927,10 +1038,6 @@ impl Model {
 
 fn parse_dur(v: &str) -> Option<i64> {
     crate::routeros::format::parse_duration(v).ok().flatten()
-}
-
-fn format_dur(ms: i64) -> String {
-    crate::routeros::format::format_duration(ms.max(0) / 1000 * 1000)
 }
 
 /// Evaluates RouterOS query words against a row: `?k=v`, `?k` (present), `?-k` (absent),
