@@ -320,7 +320,7 @@ fn format_bps(n: u64) -> String {
         return "0".into();
     }
     for (unit, m) in [("G", 1_000_000_000), ("M", 1_000_000), ("k", 1_000)] {
-        if n % m == 0 {
+        if n.is_multiple_of(m) {
             return format!("{}{unit}", n / m);
         }
     }
