@@ -150,3 +150,82 @@ async fn remove_user_removes_ours_and_leaves_a_technicians_own() {
     assert!(e.to_string().contains("not managed"), "{e}");
     assert!(sim.model().users.by("name", "staff").is_some());
 }
+
+/// A RouterOS `print` does not echo what was written (booleans, defaults, MAC case, rate-limit
+/// units): compared as strings, a freshly written user never looks "as written" (the customer
+/// was never logged in, nor cut off). Compared by meaning, it does, in both print forms, and a
+/// second sync of the same user writes nothing.
+#[tokio::test]
+async fn printed_values_differ_from_written_ones_and_are_compared_by_meaning() {
+    use hotspot_edge::routeros::client::Call;
+    use hotspot_edge::routeros::meaning;
+    use hotspot_edge::routeros::sim::model::PrintForms;
+    for forms in [PrintForms::V7, PrintForms::V6] {
+        let mut model = Model {
+            forms,
+            ..Model::default()
+        };
+        model.add_api_user("edge", "s3cret-pass", "hotspot-edge");
+        let sim = Simulator::start("127.0.0.1:0", model).await.unwrap();
+        let api = ApiClient::connect_plain(
+            &sim.addr.to_string(),
+            "edge",
+            "s3cret-pass",
+            Duration::from_secs(2),
+        )
+        .await
+        .unwrap();
+        let b = RouterOsBackend::new(api.clone());
+        b.ensure_profile(&DesiredProfile {
+            name: "1h".into(),
+            rate_limit: Some("2000k/5M".into()),
+            shared_users: 1,
+        })
+        .await
+        .unwrap();
+        let user = DesiredUser {
+            mac: Some("aa:bb:cc:dd:ee:0f".into()),
+            limit_uptime_ms: Some(86_400_000),
+            ..alice(false)
+        };
+        b.upsert_user(&user).await.unwrap();
+        // What the daemon writes, and what the router printed back.
+        let written = [
+            ("/ip/hotspot/user", "disabled", "no"),
+            ("/ip/hotspot/user", "limit-uptime", "1d"),
+            ("/ip/hotspot/user", "limit-bytes-total", "0"),
+            ("/ip/hotspot/user", "mac-address", "aa:bb:cc:dd:ee:0f"),
+            ("/ip/hotspot/user/profile", "rate-limit", "2000k/5M"),
+        ];
+        let mut as_strings_differ = Vec::new();
+        for (menu, field, value) in written {
+            let rows = api
+                .run(&Call::new(&format!("{menu}/print")).query(
+                    "name",
+                    if menu.ends_with("profile") {
+                        "1h"
+                    } else {
+                        "alice"
+                    },
+                ))
+                .await
+                .unwrap();
+            let printed = rows[0].get(field).map(String::as_str);
+            if printed != Some(value) {
+                as_strings_differ.push(format!("{field}: wrote {value:?}, printed {printed:?}"));
+            }
+            assert!(
+                meaning::same(menu, field, value, printed).unwrap(),
+                "{forms:?} {field}: {value:?} vs {printed:?}"
+            );
+        }
+        assert!(
+            as_strings_differ.len() >= 3,
+            "{forms:?}: the old string comparison would have passed: {as_strings_differ:?}"
+        );
+        let before = sim.commands();
+        b.upsert_user(&user).await.unwrap();
+        // print, reset-counters, print: nothing to write.
+        assert_eq!(sim.commands() - before, 3, "{forms:?}");
+    }
+}

@@ -12,6 +12,8 @@ use hotspot_edge::clock::{Clock, FakeClock, SystemClock};
 use hotspot_edge::config;
 use hotspot_edge::engine::command::*;
 use hotspot_edge::engine::{Command, OsEntropy};
+use hotspot_edge::routeros::meaning;
+use hotspot_edge::routeros::sim::model::PrintForms;
 use hotspot_edge::routeros::sim::{Model, Simulator};
 use hotspot_edge::runtime::Daemon;
 use serde_json::Value;
@@ -66,7 +68,15 @@ async fn rig(clock: Arc<dyn Clock>) -> Rig {
 
 /// The rig with more `[enforcement]` settings.
 async fn rig_with(clock: Arc<dyn Clock>, enforcement: &str) -> Rig {
-    let mut model = Model::default();
+    rig_full(clock, enforcement, PrintForms::V7).await
+}
+
+/// The rig against a router that prints values in `forms`.
+async fn rig_full(clock: Arc<dyn Clock>, enforcement: &str, forms: PrintForms) -> Rig {
+    let mut model = Model {
+        forms,
+        ..Model::default()
+    };
     model.add_api_user("edge", "router-secret-1", "hotspot-edge");
     let sim = Simulator::start("127.0.0.1:0", model).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -198,7 +208,22 @@ impl Rig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_lifecycle_payment_login_expiry_disconnect() {
-    let r = rig(Arc::new(SystemClock)).await;
+    lifecycle(PrintForms::V7).await;
+}
+
+/// The same against a router that prints `yes`/`no`, `1d00:00:00` and every default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_lifecycle_against_routeros_6_print_forms() {
+    lifecycle(PrintForms::V6).await;
+}
+
+/// The router user's `disabled`, read by meaning (`true`/`yes`).
+fn disabled(u: &std::collections::BTreeMap<String, String>) -> bool {
+    meaning::printed_bool(u.get("disabled").map(String::as_str)).unwrap()
+}
+
+async fn lifecycle(forms: PrintForms) {
+    let r = rig_full(Arc::new(SystemClock), "", forms).await;
     let user = r
         .pay("R1", "short", "AA:BB:CC:00:00:01", "10.5.50.11")
         .await;
@@ -212,7 +237,16 @@ async fn full_lifecycle_payment_login_expiry_disconnect() {
         ru.get("comment").map(String::as_str),
         Some("managed by hotspot-edge")
     );
-    assert_eq!(ru.get("disabled").map(String::as_str), Some("false"));
+    assert!(!disabled(&ru), "{ru:?}");
+    // RouterOS prints what it stores, not what was written: the daemon wrote `disabled=no`.
+    let printed_disabled = match forms {
+        PrintForms::V7 => "false",
+        PrintForms::V6 => "no",
+    };
+    assert_eq!(
+        ru.get("disabled").map(String::as_str),
+        Some(printed_disabled)
+    );
     assert_eq!(
         r.sim
             .model()
@@ -234,12 +268,7 @@ async fn full_lifecycle_payment_login_expiry_disconnect() {
         "cut off early, after {took:?}"
     );
     until("the user is disabled and the cookie removed", 3, || {
-        r.router_user(&user)
-            .unwrap()
-            .get("disabled")
-            .map(String::as_str)
-            == Some("true")
-            && r.sim.model().cookies.rows.is_empty()
+        disabled(&r.router_user(&user).unwrap()) && r.sim.model().cookies.rows.is_empty()
     })
     .await;
     assert_eq!(
@@ -599,8 +628,17 @@ async fn ten_thousand_users_and_two_thousand_sessions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_expiries_is_cut_off_together_and_audited_once_each() {
+    burst(PrintForms::V7).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_expiries_against_routeros_6_print_forms() {
+    burst(PrintForms::V6).await;
+}
+
+async fn burst(forms: PrintForms) {
     let clock = FakeClock::new(NOW_MS);
-    let r = rig(Arc::new(clock.clone())).await;
+    let r = rig_full(Arc::new(clock.clone()), "", forms).await;
     let mut users = Vec::new();
     for i in 0..40 {
         let mac = format!("AA:BB:CC:00:01:{i:02X}");
@@ -626,11 +664,7 @@ async fn a_burst_of_expiries_is_cut_off_together_and_audited_once_each() {
     assert!(used < 60, "{used} API commands for a burst of 40");
     until("all 40 disabled, no cookie left", 10, || {
         let m = r.sim.model();
-        m.cookies.rows.is_empty()
-            && m.users
-                .rows
-                .iter()
-                .all(|u| u.get("disabled") == Some("true"))
+        m.cookies.rows.is_empty() && m.users.rows.iter().all(|u| disabled(&u.fields))
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -776,5 +810,73 @@ async fn a_grant_that_ends_by_time_counts_its_traffic_although_counters_wait() {
     assert_eq!(ended.len(), 1, "the 3 s grant did not end within 10 s");
     assert_eq!(ended[0]["payload"]["reason"], "time");
     assert_eq!(ended[0]["payload"]["bytes-used"], 970_000, "{}", ended[0]);
+    r.stop().await;
+}
+
+/// A router that prints a value nobody can read: the sync job fails with the menu, the field and
+/// both values after `job-max-attempts`, in `jobs list` and in the status the heartbeat carries,
+/// instead of retrying forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_that_cannot_be_compared_fails_the_job_with_both_values() {
+    let r = rig_with(Arc::new(SystemClock), "job-max-attempts = 2").await;
+    r.sim.model().print_override.push((
+        "/ip/hotspot/user".into(),
+        "limit-uptime".into(),
+        "soon".into(),
+    ));
+    let user = r.pay("R1", "hour", "AA:BB:CC:00:00:01", "10.5.50.11").await;
+    let failed = async || {
+        r.daemon
+            .store
+            .call(|s| {
+                let now = s.now(&SystemClock).unwrap();
+                s.view_jobs(&now, Some("failed"), 10).unwrap().rows
+            })
+            .await
+            .unwrap()
+    };
+    let t0 = Instant::now();
+    // Columns: id, kind, target, state, attempts, next-attempt, last-error, updated.
+    let sync = loop {
+        let rows = failed().await;
+        if let Some(row) = rows.into_iter().find(|r| r[1] == "sync-user") {
+            break row;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "the job never failed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(sync[2], user.as_str());
+    assert_eq!(sync[4], "2/2");
+    let error = sync[6].as_str().unwrap().to_string();
+    assert!(
+        error.contains("/ip/hotspot/user limit-uptime")
+            && error.contains("printed \"soon\"")
+            && error.contains("written \"1h"),
+        "{error}"
+    );
+    let status = r
+        .daemon
+        .store
+        .call(|s| {
+            let now = s.now(&SystemClock).unwrap();
+            s.status("rig", &now).unwrap()
+        })
+        .await
+        .unwrap();
+    // The device's login job cannot succeed without its user, and fails too.
+    assert_eq!(status["jobs"]["failed"], 2, "{status}");
+    assert_eq!(status["jobs"]["pending"], 0, "{status}");
+    let last = &status["jobs"]["last-failed"];
+    assert!(
+        last["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{status}"
+    );
+    assert!(
+        ["sync-user", "login-device"].contains(&last["kind"].as_str().unwrap()),
+        "{status}"
+    );
     r.stop().await;
 }

@@ -475,6 +475,28 @@ impl Store {
         Ok(t)
     }
 
+    /// The most recently failed job, so that an operator sees why without a second command.
+    fn last_failed_job(&self) -> Result<Value, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT id, kind, target, attempts, last_error, updated_at FROM jobs
+                 WHERE state = 'failed' ORDER BY updated_at DESC, id DESC LIMIT 1",
+            )?
+            .query_row([], |r| {
+                Ok(json!({
+                    "id": r.get::<_, i64>(0)?,
+                    "kind": r.get::<_, String>(1)?,
+                    "target": r.get::<_, String>(2)?,
+                    "attempts": r.get::<_, i64>(3)?,
+                    "error": r.get::<_, Option<String>>(4)?,
+                    "at": time(r.get(5)?),
+                }))
+            })
+            .optional()?
+            .unwrap_or(Value::Null))
+    }
+
     pub fn status(&self, site: &str, now: &Now) -> Result<Value, StoreError> {
         let count = |sql: &str| -> Result<i64, StoreError> {
             Ok(self.conn.query_row(sql, [], |r| r.get(0))?)
@@ -517,6 +539,7 @@ impl Store {
             "jobs": {
                 "pending": count("SELECT count(*) FROM jobs WHERE state = 'pending'")?,
                 "failed": count("SELECT count(*) FROM jobs WHERE state = 'failed'")?,
+                "last-failed": self.last_failed_job()?,
             },
         }))
     }

@@ -283,6 +283,9 @@ pub struct Model {
     pub empty_reply: bool,
     /// How values are printed (RouterOS 7 or the older forms).
     pub forms: PrintForms,
+    /// A fault: every row of a menu (first) prints this field (second) as this value (third),
+    /// whatever was written (a router build that prints a form nobody has seen).
+    pub print_override: Vec<(String, String, String)>,
     /// When set, every login and logout is recorded here with the wall-clock time (ms), for
     /// measuring enforcement lag from outside.
     pub event_log: Option<Vec<(&'static str, String, i64)>>,
@@ -320,6 +323,7 @@ impl Default for Model {
             now_ms: 0,
             empty_reply: false,
             forms: PrintForms::V7,
+            print_override: Vec::new(),
             event_log: None,
         }
     }
@@ -425,7 +429,14 @@ impl Model {
         }
         match verb {
             "print" => {
-                let rows = self.rows_for_print(menu, &req.queries);
+                let mut rows = self.rows_for_print(menu, &req.queries);
+                for (m, field, value) in &self.print_override {
+                    if m == menu {
+                        for r in &mut rows {
+                            r.fields.insert(field.clone(), value.clone());
+                        }
+                    }
+                }
                 self.print_rows(req, &rows)
             }
             "add" => self.add(menu, req),
