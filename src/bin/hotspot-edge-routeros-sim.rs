@@ -57,6 +57,10 @@ fn main() {
             empty_reply: args.empty_reply,
             event_log: args.log_events.then(Vec::new),
             forms: args.print_forms,
+            version: match args.print_forms {
+                PrintForms::V7 => "7.16.2 (stable)".into(),
+                PrintForms::V6 => "6.49.17 (long-term)".into(),
+            },
             ..Model::default()
         };
         model.add_api_user(&args.user, &args.password, "hotspot-edge");

@@ -43,6 +43,50 @@ fn differing<'w>(
     Ok(out)
 }
 
+/// The fields of `/ip/hotspot/active` the poll reads.
+const ACTIVE_PROPS: &[&str] = &[
+    ".id",
+    "user",
+    "server",
+    "mac-address",
+    "address",
+    "bytes-in",
+    "bytes-out",
+];
+
+/// One printed `/ip/hotspot/active` row as a session; `None` for a row without id or user (a
+/// host being logged in has neither yet).
+pub fn active_session(r: &Row) -> Option<ActiveSession> {
+    let counter = |k: &str| field(r, k).and_then(|v| v.parse().ok()).unwrap_or(0);
+    Some(ActiveSession {
+        id: field(r, ".id")?.to_string(),
+        user: field(r, "user")?.to_string(),
+        server: field(r, "server").unwrap_or("").to_string(),
+        mac: field(r, "mac-address").map(String::from),
+        address: field(r, "address").map(String::from),
+        bytes_in: counter("bytes-in"),
+        bytes_out: counter("bytes-out"),
+    })
+}
+
+/// What `/system/identity` and `/system/resource` say about the router.
+pub fn health(identity: Option<&Row>, resource: Option<&Row>) -> Health {
+    let empty = Row::new();
+    let res = resource.unwrap_or(&empty);
+    Health {
+        identity: identity
+            .and_then(|r| field(r, "name"))
+            .unwrap_or("")
+            .to_string(),
+        version: field(res, "version").unwrap_or("").to_string(),
+        board: field(res, "board-name").unwrap_or("").to_string(),
+        cpu_load: field(res, "cpu-load").and_then(|v| v.parse().ok()),
+        free_memory: field(res, "free-memory").and_then(|v| v.parse().ok()),
+        total_memory: field(res, "total-memory").and_then(|v| v.parse().ok()),
+        uptime: field(res, "uptime").map(String::from),
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct RouterOsBackend {
     pub api: ApiClient,
@@ -405,40 +449,13 @@ impl RouterOsBackend {
     }
 
     pub async fn active(&self, server: Option<&str>) -> Result<Vec<ActiveSession>, RouterError> {
-        let rows = self
-            .api
-            .run(&Call::new(&format!("{ACTIVE}/print")).props(&[
-                ".id",
-                "user",
-                "server",
-                "mac-address",
-                "address",
-                "bytes-in",
-                "bytes-out",
-            ]))
-            .await?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| {
-                let s = ActiveSession {
-                    id: field(r, ".id")?.to_string(),
-                    user: field(r, "user")?.to_string(),
-                    server: field(r, "server").unwrap_or("").to_string(),
-                    mac: field(r, "mac-address").map(String::from),
-                    address: field(r, "address").map(String::from),
-                    bytes_in: field(r, "bytes-in")
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(0),
-                    bytes_out: field(r, "bytes-out")
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(0),
-                };
-                match server {
-                    Some(want) if want != "all" && s.server != want => None,
-                    _ => Some(s),
-                }
-            })
-            .collect())
+        let mut call = Call::new(&format!("{ACTIVE}/print")).props(ACTIVE_PROPS);
+        // Filtered by the router (its CPU is far slower than ours, but sending every row of
+        // another hotspot server costs it more).
+        if let Some(want) = server.filter(|s| *s != "all") {
+            call = call.query("server", want);
+        }
+        self.api.run_map(&call, |r| active_session(&r)).await
     }
 
     /// Logs a device in after a payment, as the portal would.
@@ -482,30 +499,9 @@ impl RouterOsBackend {
     }
 
     pub async fn health(&self) -> Result<Health, RouterError> {
-        let identity = self
-            .api
-            .run(&Call::new("/system/identity/print"))
-            .await?
-            .into_iter()
-            .next()
-            .and_then(|r| r.get("name").cloned())
-            .unwrap_or_default();
-        let res = self
-            .api
-            .run(&Call::new("/system/resource/print"))
-            .await?
-            .into_iter()
-            .next()
-            .unwrap_or_default();
-        Ok(Health {
-            identity,
-            version: field(&res, "version").unwrap_or("").to_string(),
-            board: field(&res, "board-name").unwrap_or("").to_string(),
-            cpu_load: field(&res, "cpu-load").and_then(|v| v.parse().ok()),
-            free_memory: field(&res, "free-memory").and_then(|v| v.parse().ok()),
-            total_memory: field(&res, "total-memory").and_then(|v| v.parse().ok()),
-            uptime: field(&res, "uptime").map(String::from),
-        })
+        let identity = self.api.run(&Call::new("/system/identity/print")).await?;
+        let resource = self.api.run(&Call::new("/system/resource/print")).await?;
+        Ok(health(identity.first(), resource.first()))
     }
 
     /// The API user's group (a warning is due when it is `full`).

@@ -160,6 +160,16 @@ impl ApiClient {
 
     /// Sends one command and gathers its rows until `!done` (or `!empty`).
     pub async fn run(&self, call: &Call) -> Result<Vec<Row>, RouterError> {
+        self.run_map(call, Some).await
+    }
+
+    /// Like [`ApiClient::run`], turning each row into what the caller keeps as it arrives (a
+    /// print of 10,000 active sessions is never held as 10,000 maps at once).
+    pub async fn run_map<T>(
+        &self,
+        call: &Call,
+        mut keep: impl FnMut(Row) -> Option<T>,
+    ) -> Result<Vec<T>, RouterError> {
         let mut rx = self
             .device
             .send_command(call.build())
@@ -169,13 +179,13 @@ impl ApiClient {
             let mut rows = Vec::new();
             loop {
                 match rx.recv().await {
-                    Some(Event::Reply { response, .. }) => rows.push(
+                    Some(Event::Reply { response, .. }) => rows.extend(keep(
                         response
                             .attributes
                             .into_iter()
                             .map(|(k, v)| (k, v.unwrap_or_default()))
                             .collect(),
-                    ),
+                    )),
                     Some(Event::Done { .. }) | Some(Event::Empty { .. }) => return Ok(rows),
                     Some(Event::Trap { response, .. }) => {
                         return Err(RouterError::Trap {

@@ -47,7 +47,7 @@ pub fn kind_of(menu: &str, field: &str) -> Kind {
         (
             _,
             "limit-uptime" | "session-timeout" | "idle-timeout" | "keepalive-timeout"
-            | "mac-cookie-timeout",
+            | "mac-cookie-timeout" | "status-autorefresh",
         ) => Kind::LimitDuration,
         (_, "limit-bytes-in" | "limit-bytes-out" | "limit-bytes-total") => Kind::LimitBytes,
         (_, "shared-users") => Kind::Count,

@@ -264,6 +264,22 @@ const PROFILE_FIELDS: &[&str] = &[
     "mac-cookie-timeout",
     "address-list",
     "comment",
+    "status-autorefresh",
+    "open-status-page",
+    "transparent-proxy",
+];
+
+/// What a new user profile carries unless given (RouterOS 7's defaults, as a recorded profile
+/// prints them: terraform-provider-routeros resource_ip_hotspot_user_profile.go).
+const PROFILE_DEFAULTS: &[(&str, &str)] = &[
+    ("add-mac-cookie", "yes"),
+    ("idle-timeout", "none"),
+    ("keepalive-timeout", "2m"),
+    ("mac-cookie-timeout", "3d"),
+    ("shared-users", "1"),
+    ("status-autorefresh", "1m"),
+    ("open-status-page", "always"),
+    ("transparent-proxy", "no"),
 ];
 
 #[derive(Debug, Clone)]
@@ -301,11 +317,13 @@ fn wall_ms() -> i64 {
 impl Default for Model {
     fn default() -> Self {
         let mut profiles = Table::default();
-        profiles.insert(BTreeMap::from([
-            ("name".into(), "default".into()),
-            ("shared-users".into(), "1".into()),
-            ("add-mac-cookie".into(), "true".into()),
-        ]));
+        let mut default_profile = BTreeMap::from([("name".to_string(), "default".to_string())]);
+        for (k, v) in PROFILE_DEFAULTS {
+            if let Some(v) = PrintForms::V7.normalise(k, v) {
+                default_profile.insert(k.to_string(), v);
+            }
+        }
+        profiles.insert(default_profile);
         Model {
             users: Table::default(),
             profiles,
@@ -400,6 +418,8 @@ impl Model {
                 };
                 return self.print_rows(req, &[row]);
             }
+            "/ip/service/print" => return self.print_rows(req, &self.service_rows()),
+            "/ip/hotspot/host/print" => return self.print_rows(req, &self.host_rows()),
             "/user/print" => {
                 let rows: Vec<Row> = self
                     .api_users
@@ -490,6 +510,64 @@ impl Model {
         }
     }
 
+    /// `/ip/service`: RouterOS 7's services with their default ports (the API user's menu for
+    /// checking that plain `api` is off).
+    fn service_rows(&self) -> Vec<Row> {
+        let f = self.forms;
+        [
+            ("telnet", "23"),
+            ("ftp", "21"),
+            ("www", "80"),
+            ("ssh", "22"),
+            ("www-ssl", "443"),
+            ("api", "8728"),
+            ("winbox", "8291"),
+            ("api-ssl", "8729"),
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, (name, port))| {
+            let mut fields = BTreeMap::from([
+                ("name".to_string(), name.to_string()),
+                ("port".to_string(), port.to_string()),
+                ("address".to_string(), String::new()),
+                ("disabled".to_string(), f.bool(false)),
+                ("invalid".to_string(), f.bool(false)),
+                ("vrf".to_string(), "main".to_string()),
+            ]);
+            if name.ends_with("-ssl") {
+                fields.insert("certificate".into(), "none".into());
+                fields.insert("tls-version".into(), "any".into());
+            }
+            // `.id` *0 is RouterOS's own for the first service; ours start at 1 (0 = no id).
+            Row {
+                id: i as u32 + 1,
+                fields,
+            }
+        })
+        .collect()
+    }
+
+    /// `/ip/hotspot/host`: every device behind the hotspot; here, those logged in.
+    fn host_rows(&self) -> Vec<Row> {
+        self.active
+            .rows
+            .iter()
+            .map(|a| {
+                let login: i64 = a.get("~login-at").and_then(|v| v.parse().ok()).unwrap_or(0);
+                let mut fields = BTreeMap::new();
+                for k in ["mac-address", "address", "server", "bytes-in", "bytes-out"] {
+                    fields.insert(k.to_string(), a.get(k).unwrap_or("").to_string());
+                }
+                fields.insert("to-address".into(), a.get("address").unwrap_or("").into());
+                fields.insert("uptime".into(), self.forms.duration(self.now_ms - login));
+                fields.insert("authorized".into(), self.forms.bool(true));
+                fields.insert("bypassed".into(), self.forms.bool(false));
+                Row { id: a.id, fields }
+            })
+            .collect()
+    }
+
     fn resource_row(&self) -> Row {
         Row {
             id: 0,
@@ -500,6 +578,14 @@ impl Model {
                 ("cpu-load".into(), "3".into()),
                 ("free-memory".into(), "201326592".into()),
                 ("total-memory".into(), "268435456".into()),
+                ("architecture-name".into(), "arm".into()),
+                ("build-time".into(), "Jun/15/2023 05:17:29".into()),
+                ("cpu".into(), "ARMv7".into()),
+                ("cpu-count".into(), "4".into()),
+                ("cpu-frequency".into(), "716".into()),
+                ("free-hdd-space".into(), "2625536".into()),
+                ("total-hdd-space".into(), "16777216".into()),
+                ("platform".into(), "MikroTik".into()),
             ]),
         }
     }
@@ -559,6 +645,10 @@ impl Model {
                     r.fields.insert("bytes-in".into(), bi.to_string());
                     r.fields.insert("bytes-out".into(), bo.to_string());
                     r.fields
+                        .insert("packets-in".into(), packets(bi).to_string());
+                    r.fields
+                        .insert("packets-out".into(), packets(bo).to_string());
+                    r.fields
                         .entry("disabled".into())
                         .or_insert_with(|| self.forms.bool(false));
                     r.fields
@@ -575,6 +665,14 @@ impl Model {
                     r.fields.retain(|k, _| !k.starts_with('~'));
                     r.fields
                         .insert("uptime".into(), self.forms.duration(self.now_ms - login));
+                    r.fields.insert("idle-time".into(), self.forms.duration(0));
+                    r.fields.insert("radius".into(), self.forms.bool(false));
+                    for (bytes, packets_key) in
+                        [("bytes-in", "packets-in"), ("bytes-out", "packets-out")]
+                    {
+                        let n = packets(a.num(bytes));
+                        r.fields.insert(packets_key.into(), n.to_string());
+                    }
                     if let Some(u) = a.get("user").and_then(|n| self.users.by("name", n)) {
                         if let Some(limit) = u.get("limit-uptime").and_then(parse_dur) {
                             let (used, _, _) = totals(u);
@@ -701,6 +799,15 @@ impl Model {
             .filter(|(k, _)| *k != ".id")
             .filter_map(|(k, v)| Some((k.clone(), forms.normalise(k, v)?)))
             .collect();
+        if menu == "/ip/hotspot/user/profile" {
+            for (k, v) in PROFILE_DEFAULTS {
+                if !fields.contains_key(*k) {
+                    if let Some(v) = forms.normalise(k, v) {
+                        fields.insert(k.to_string(), v);
+                    }
+                }
+            }
+        }
         if menu == "/ip/hotspot/user" {
             fields.entry("profile".into()).or_insert("default".into());
             fields.entry("server".into()).or_insert("all".into());
@@ -1045,6 +1152,12 @@ impl Model {
             .collect();
         ids.into_iter().filter_map(|id| self.logout(id)).collect()
     }
+}
+
+/// Packets for a byte counter: the simulator moves bytes, not packets; full-size frames are
+/// assumed (a real router counts them).
+fn packets(bytes: u64) -> u64 {
+    bytes.div_ceil(1500)
 }
 
 fn parse_dur(v: &str) -> Option<i64> {
