@@ -640,8 +640,13 @@ fn enforce_lag(sessions: usize, plan_secs: u64, dir: Option<PathBuf>) {
         }).await.expect("store");
         daemon.wake();
         let logged = |seen: &Mutex<HashMap<String, (i64, i64)>>| seen.lock().unwrap().values().filter(|v| v.0 > 0).count();
+        let mut last_report = Instant::now();
         while logged(&seen) < sessions {
             assert!(t_pay.elapsed() < Duration::from_secs(plan_secs), "only {} of {sessions} devices logged in before the deadline: raise --plan-secs", logged(&seen));
+            if last_report.elapsed() >= Duration::from_secs(5) {
+                eprintln!("provisioning: {} of {sessions} logged in after {:.1} s", logged(&seen), t_pay.elapsed().as_secs_f64());
+                last_report = Instant::now();
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let provisioned = t_pay.elapsed();

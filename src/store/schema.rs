@@ -157,6 +157,11 @@ CREATE TABLE audit (
     r#"
 ALTER TABLE plans ADD COLUMN idle_timeout_ms INTEGER CHECK (idle_timeout_ms > 0);
 "#,
+    // 4: the poll reads open sessions in id order without scanning every session ever held
+    // (10,000 devices: the table scan per poll starved the job worker).
+    r#"
+CREATE INDEX sessions_open ON sessions (id) WHERE ended_at IS NULL;
+"#,
 ];
 
 pub fn latest_version() -> i64 {
