@@ -241,47 +241,99 @@ impl<L: NasLink> Enforcer<L> {
                 }
             }
         }
+        // One user's jobs run in order; different users' run side by side in eight lanes (the API
+        // connection multiplexes commands; mikrotik-rs queues 16), so a rush of payments does not
+        // wait on one round trip at a time.
+        let mut groups: Vec<(String, Vec<crate::store::router::JobRow>)> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
         for j in jobs {
-            let e = match self.execute(b, &j.job).await {
-                Ok(()) => {
-                    done.push(j.id);
-                    continue;
+            let key = format!("{}/{}", j.job.kind() == "sync-plan", j.job.target());
+            match index.get(&key) {
+                Some(i) => groups[*i].1.push(j),
+                None => {
+                    index.insert(key.clone(), groups.len());
+                    groups.push((key, vec![j]));
                 }
-                Err(e) => e,
-            };
-            let link = matches!(&e, StepError::Router(r) if r.is_link());
-            if let StepError::Router(r) = &e {
-                if r.is_link() {
-                    self.link.broken(r).await;
-                }
-            }
-            let (msg, attempts, clock) = (e.to_string(), j.attempts, self.clock.clone());
-            let recorded = self
-                .store
-                .call(move |s| {
-                    let now = s.now(clock.as_ref())?;
-                    // A link failure is not the router saying no: retry soon, attempt not spent.
-                    let retry = if link { 1000 } else { job_backoff_ms(attempts) };
-                    s.job_failed(j.id, &msg, !link, now.timeline_ms + retry, &now)
-                })
-                .await;
-            match recorded {
-                Ok(Ok(true)) => {
-                    tracing::error!(job = j.id, kind = j.job.kind(), target = %j.job.target(), error = %e, "router job failed for good; see `jobs list`, retry with `jobs retry`")
-                }
-                Ok(Ok(false)) => {
-                    tracing::warn!(job = j.id, kind = j.job.kind(), target = %j.job.target(), error = %e, "router job will be retried")
-                }
-                Ok(Err(se)) => tracing::error!(error = %se, "recording a failed router job"),
-                Err(_) => return,
-            }
-            if link {
-                break;
             }
         }
+        // Plans first: their users' syncs then find the profile ensured.
+        groups.sort_by_key(|(k, _)| !k.starts_with("true/"));
+        let queue = std::sync::Mutex::new(
+            groups
+                .into_iter()
+                .map(|(_, g)| g)
+                .collect::<std::collections::VecDeque<_>>(),
+        );
+        let done = std::sync::Mutex::new(done);
+        let link_down = std::sync::atomic::AtomicBool::new(false);
+        let lane = || async {
+            loop {
+                if link_down.load(std::sync::atomic::Ordering::Relaxed) {
+                    return;
+                }
+                let Some(group) = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front()
+                else {
+                    return;
+                };
+                let mut synced = false;
+                for j in group {
+                    if link_down.load(std::sync::atomic::Ordering::Relaxed) {
+                        return;
+                    }
+                    match self.execute(b, &j.job, synced).await {
+                        Ok(()) => {
+                            synced = true;
+                            done.lock().unwrap_or_else(|e| e.into_inner()).push(j.id);
+                        }
+                        Err(e) => {
+                            if !self.job_failed(&j, e).await {
+                                link_down.store(true, std::sync::atomic::Ordering::Relaxed);
+                                return;
+                            }
+                            // The rest of this user's jobs wait for the next batch.
+                            break;
+                        }
+                    }
+                }
+            }
+        };
+        tokio::join!(lane(), lane(), lane(), lane(), lane(), lane(), lane(), lane());
+        let done = done.into_inner().unwrap_or_else(|e| e.into_inner());
         if let Ok(Err(e)) = self.store.call(move |s| s.jobs_done(&done)).await {
             tracing::error!(error = %e, "recording finished router jobs");
         }
+    }
+
+    /// Records a failed job (backoff, or failed for good). False when the link is down: the
+    /// batch stops, and the attempt is not spent.
+    async fn job_failed(&self, j: &crate::store::router::JobRow, e: StepError) -> bool {
+        let link = matches!(&e, StepError::Router(r) if r.is_link());
+        if let StepError::Router(r) = &e {
+            if r.is_link() {
+                self.link.broken(r).await;
+            }
+        }
+        let (msg, attempts, clock, id) = (e.to_string(), j.attempts, self.clock.clone(), j.id);
+        let recorded = self
+            .store
+            .call(move |s| {
+                let now = s.now(clock.as_ref())?;
+                // A link failure is not the router saying no: retry soon, attempt not spent.
+                let retry = if link { 1000 } else { job_backoff_ms(attempts) };
+                s.job_failed(id, &msg, !link, now.timeline_ms + retry, &now)
+            })
+            .await;
+        match recorded {
+            Ok(Ok(true)) => {
+                tracing::error!(job = j.id, kind = j.job.kind(), target = %j.job.target(), error = %e, "router job failed for good; see `jobs list`, retry with `jobs retry`")
+            }
+            Ok(Ok(false)) => {
+                tracing::warn!(job = j.id, kind = j.job.kind(), target = %j.job.target(), error = %e, "router job will be retried")
+            }
+            Ok(Err(se)) => tracing::error!(error = %se, "recording a failed router job"),
+            Err(_) => return false,
+        }
+        !link
     }
 
     /// An expiry burst: every `disconnect-user` job of the batch in a few API calls and one store
@@ -360,20 +412,27 @@ impl<L: NasLink> Enforcer<L> {
         Ok(())
     }
 
-    async fn sync_user(
+    /// What the store says the router should have for `username`.
+    async fn router_user(
         &self,
-        b: &impl Nas,
         username: &str,
     ) -> Result<Option<crate::store::router::RouterUser>, StepError> {
         let (clock, name) = (self.clock.clone(), username.to_string());
-        let u = self
+        Ok(self
             .store
             .call(move |s| {
                 let now = s.now(clock.as_ref())?;
                 s.router_user(&now, &name)
             })
-            .await??;
-        let Some(u) = u else {
+            .await??)
+    }
+
+    async fn sync_user(
+        &self,
+        b: &impl Nas,
+        username: &str,
+    ) -> Result<Option<crate::store::router::RouterUser>, StepError> {
+        let Some(u) = self.router_user(username).await? else {
             return Ok(None);
         };
         let profile = match &u.plan {
@@ -410,7 +469,9 @@ impl<L: NasLink> Enforcer<L> {
         Ok(Some(u))
     }
 
-    async fn execute(&self, b: &impl Nas, job: &Job) -> Result<(), StepError> {
+    /// Carries out one job. `synced`: the user was just written to the router by the job before
+    /// it in the same batch, so a login need not write it again.
+    async fn execute(&self, b: &impl Nas, job: &Job, synced: bool) -> Result<(), StepError> {
         match job {
             Job::SyncPlan { plan } => {
                 if let Ok(mut s) = self.profiles_ok.lock() {
@@ -446,7 +507,12 @@ impl<L: NasLink> Enforcer<L> {
                 Ok(())
             }
             Job::LoginDevice { username, mac, ip } => {
-                let Some(u) = self.sync_user(b, username).await? else {
+                let u = if synced {
+                    self.router_user(username).await?
+                } else {
+                    self.sync_user(b, username).await?
+                };
+                let Some(u) = u else {
                     return Ok(());
                 };
                 if u.state == UserState::Active && u.time_left_ms > 0 {
@@ -461,6 +527,7 @@ impl<L: NasLink> Enforcer<L> {
     pub async fn run_poll(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let mut generation = self.link.generation();
         let mut last = tokio::time::Instant::now();
+        let mut took = Duration::ZERO;
         loop {
             let reconnected = tokio::select! {
                 _ = stop.changed() => return,
@@ -469,16 +536,20 @@ impl<L: NasLink> Enforcer<L> {
                 _ = tokio::time::sleep(self.settings.usage_poll) => false,
             };
             // A poll reads every active session: when asked to poll often (a login after each
-            // payment of a rush), do it at most once a second, not once per request.
+            // payment of a rush), do it at most once a second, and never more than a third of
+            // the time (10,000 sessions take a while to read, and the jobs share the router).
             let since = last.elapsed();
-            if !reconnected && since < MIN_POLL_GAP {
-                tokio::time::sleep(MIN_POLL_GAP - since).await;
+            let gap = MIN_POLL_GAP.max(took * 2);
+            if !reconnected && since < gap {
+                tokio::time::sleep(gap - since).await;
             }
             last = tokio::time::Instant::now();
             let Ok(b) = self.link.get().await else {
                 continue;
             };
-            match self.poll_once(&b).await {
+            let polled = self.poll_once(&b).await;
+            took = last.elapsed();
+            match polled {
                 Ok(()) => {}
                 Err(StepError::Router(e)) if e.is_link() => self.link.broken(&e).await,
                 Err(StepError::Gone(_)) => return,

@@ -115,6 +115,17 @@ impl RouterOsBackend {
         want: &[(&str, String)],
     ) -> Result<(), RouterError> {
         let existing = self.find(menu, name).await?;
+        self.upsert_found(menu, name, existing, want).await
+    }
+
+    /// [`RouterOsBackend::upsert`] with the row already read (`None`: not there).
+    async fn upsert_found(
+        &self,
+        menu: &str,
+        name: &str,
+        existing: Option<Row>,
+        want: &[(&str, String)],
+    ) -> Result<(), RouterError> {
         let result = match &existing {
             Some(row) => {
                 // A hidden password counts as stale: writing it is the only way to be sure. So
@@ -214,16 +225,25 @@ impl RouterOsBackend {
             ),
             ("comment", MANAGED.to_string()),
         ];
-        // Limits are cumulative on the router: start them from zero with each new entitlement.
-        if let Some(row) = self.find(USER, &u.name).await? {
-            if let Some(id) = field(&row, ".id") {
+        // Limits are cumulative on the router: start them from zero whenever they are rewritten
+        // (a new entitlement, or time used since the last sync). Unchanged limits keep the
+        // counters: the router's count and ours still agree.
+        let existing = self.find(USER, &u.name).await?;
+        if let Some(row) = &existing {
+            let limits: Vec<(&str, String)> = want
+                .iter()
+                .filter(|(k, _)| matches!(*k, "limit-uptime" | "limit-bytes-total"))
+                .cloned()
+                .collect();
+            let changed = differing(USER, row, &limits).map_or(true, |d| !d.is_empty());
+            if let (true, Some(id)) = (changed, field(row, ".id")) {
                 let _ = self
                     .api
                     .run(&Call::new(&format!("{USER}/reset-counters")).attr(".id", id))
                     .await;
             }
         }
-        self.upsert(USER, &u.name, &want).await
+        self.upsert_found(USER, &u.name, existing, &want).await
     }
 
     /// Removes every cookie of `user` (else MAC-cookie login lets an expired user back in).
