@@ -114,6 +114,12 @@ pub fn data_safety_limit(left: u64) -> u64 {
     left.saturating_add(left / 10).saturating_add(10_000_000)
 }
 
+/// Jobs per batch: an expiry burst of this many users is cut off in one bulk pass.
+const JOB_BATCH: usize = 20_000;
+/// Jobs per batch that are carried out one by one (user syncs, logins): bounds what a rush of
+/// payments holds in memory at once.
+const JOB_BATCH_HEAVY: usize = 1_000;
+
 /// Polls requested on demand come at most this often.
 const MIN_POLL_GAP: Duration = Duration::from_secs(1);
 
@@ -184,7 +190,7 @@ impl<L: NasLink> Enforcer<L> {
                 .store
                 .call(move |s| -> Result<_, StoreError> {
                     let now = s.now(clock.as_ref())?;
-                    Ok((now, s.due_jobs(now.timeline_ms, 20_000)?, s.next_job_at()?))
+                    Ok((now, s.due_jobs(now.timeline_ms, JOB_BATCH, JOB_BATCH_HEAVY)?, s.next_job_at()?))
                 })
                 .await;
             let (now, jobs, next) = match due {
@@ -297,7 +303,16 @@ impl<L: NasLink> Enforcer<L> {
                 }
             }
         };
-        tokio::join!(lane(), lane(), lane(), lane(), lane(), lane(), lane(), lane());
+        tokio::join!(
+            lane(),
+            lane(),
+            lane(),
+            lane(),
+            lane(),
+            lane(),
+            lane(),
+            lane()
+        );
         let done = done.into_inner().unwrap_or_else(|e| e.into_inner());
         if let Ok(Err(e)) = self.store.call(move |s| s.jobs_done(&done)).await {
             tracing::error!(error = %e, "recording finished router jobs");

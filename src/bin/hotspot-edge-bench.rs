@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 
+#[path = "bench/enforce_lag.rs"]
+mod enforce_lag;
 #[path = "bench/footprint.rs"]
 mod footprint;
 #[path = "bench/mqtt_drain.rs"]
@@ -244,12 +246,43 @@ fn device_payment(prefix: &str, i: usize, plan: &str, device: bool) -> Command {
     })
 }
 
-/// A child process (mosquitto, the daemon, FreeRADIUS) killed when the bench is done with it.
+/// A child process (mosquitto, the daemon, FreeRADIUS, the simulator) killed when the bench is
+/// done with it, and also when the bench panics: release builds abort on panic, so `Drop` never
+/// runs then, and a panic hook kills what is still registered.
 struct Killed(std::process::Child);
+
+/// Pids of the children alive, for the panic hook.
+static CHILDREN: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+impl Killed {
+    fn new(child: std::process::Child) -> Killed {
+        static HOOK: std::sync::Once = std::sync::Once::new();
+        HOOK.call_once(|| {
+            let default = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                let pids = CHILDREN.lock().map(|p| p.clone()).unwrap_or_default();
+                for pid in pids {
+                    let _ = std::process::Command::new("kill")
+                        .args(["-9", &pid.to_string()])
+                        .status();
+                }
+                default(info);
+            }));
+        });
+        if let Ok(mut p) = CHILDREN.lock() {
+            p.push(child.id());
+        }
+        Killed(child)
+    }
+}
+
 impl Drop for Killed {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+        if let Ok(mut p) = CHILDREN.lock() {
+            p.retain(|pid| *pid != self.0.id());
+        }
     }
 }
 
@@ -482,7 +515,7 @@ fn main() {
             sessions,
             plan_secs,
             dir,
-        } => enforce_lag(sessions, plan_secs, dir),
+        } => enforce_lag::run(sessions, plan_secs, dir),
     }
 }
 
@@ -534,6 +567,9 @@ impl RouterSim {
                 "--log-events",
             ])
             .arg(format!("--traffic-kbps={traffic_kbps}"))
+            // The simulator exits when this pipe closes: however the bench ends.
+            .arg("--exit-with-stdin")
+            .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -570,7 +606,7 @@ impl RouterSim {
             }
         });
         RouterSim {
-            _child: Killed(child),
+            _child: Killed::new(child),
             addr,
             seen,
         }
@@ -597,100 +633,4 @@ impl RouterSim {
             pw.display()
         )
     }
-}
-
-fn enforce_lag(sessions: usize, plan_secs: u64, dir: Option<PathBuf>) {
-    use std::collections::HashMap;
-    use std::sync::Mutex;
-
-    let d = work_dir(dir);
-    let sim = RouterSim::start(0);
-    let seen = sim.seen.clone();
-    let text = format!(
-        "[site]\nid = \"bench\"\n[store]\npath = \"{db}\"\n[log]\nlevel = \"{level}\"\n{router}\n[[plans]]\nid = \"burst\"\nname = \"burst\"\nprice = 10\ncurrency = \"KES\"\ntime = \"{plan_secs}s\"\n",
-        db = d.join("lag.db").display(),
-        router = sim.router_config(&d),
-        level = std::env::var("BENCH_LOG").unwrap_or_else(|_| "error".into()),
-    );
-    let config = hotspot_edge::config::parse(&text, "bench.toml")
-        .expect("config")
-        .config;
-    hotspot_edge::logging::init(&config.log);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async move {
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let (dtx, drx) = tokio::sync::oneshot::channel();
-        let daemon_task = tokio::spawn(hotspot_edge::runtime::run_with(
-            config,
-            std::sync::Arc::new(SystemClock),
-            async { let _ = stop_rx.await; },
-            move |dm| { let _ = dtx.send(dm); },
-        ));
-        let daemon = drx.await.expect("daemon");
-        let cmds: Vec<Command> = (0..sessions)
-            .map(|i| device_payment("L", i, "burst", true))
-            .collect();
-        let t_pay = Instant::now();
-        daemon.store.call(move |s| {
-            let refs: Vec<(Option<&str>, &Command)> = cmds.iter().map(|c| (None, c)).collect();
-            s.apply_many(&engine(), &SystemClock, &mut OsEntropy, "bench", &refs).expect("payments");
-        }).await.expect("store");
-        daemon.wake();
-        let logged = |seen: &Mutex<HashMap<String, (i64, i64)>>| seen.lock().unwrap().values().filter(|v| v.0 > 0).count();
-        let mut last_report = Instant::now();
-        while logged(&seen) < sessions {
-            assert!(t_pay.elapsed() < Duration::from_secs(plan_secs), "only {} of {sessions} devices logged in before the deadline: raise --plan-secs", logged(&seen));
-            if last_report.elapsed() >= Duration::from_secs(5) {
-                eprintln!("provisioning: {} of {sessions} logged in after {:.1} s", logged(&seen), t_pay.elapsed().as_secs_f64());
-                last_report = Instant::now();
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let provisioned = t_pay.elapsed();
-        let (now, deadlines) = daemon.store.call(|s| {
-            let now = s.now(&SystemClock).expect("now");
-            let conn = rusqlite::Connection::open(s.path()).expect("db");
-            let mut st = conn.prepare("SELECT u.username, g.deadline FROM grants g JOIN users u ON u.id = g.user_id WHERE g.state = 'running'").expect("query");
-            let rows: Vec<(String, i64)> = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).expect("rows").collect::<Result<_, _>>().expect("rows");
-            (now, rows)
-        }).await.expect("store");
-        let rss0 = rss_kib("self", "VmRSS:");
-        let cpu0 = cpu_ms("self");
-        let t0 = Instant::now();
-        let mut peak = rss0;
-        let gone = |seen: &Mutex<HashMap<String, (i64, i64)>>| seen.lock().unwrap().values().filter(|v| v.1 > 0).count();
-        while gone(&seen) < sessions {
-            peak = peak.max(rss_kib("self", "VmRSS:"));
-            assert!(t0.elapsed() < Duration::from_secs(plan_secs + 300), "only {} of {sessions} cut off", gone(&seen));
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let wall_cpu = t0.elapsed();
-        let cpu = cpu_ms("self") - cpu0;
-        let seen = seen.lock().unwrap().clone();
-        let mut lags: Vec<i64> = deadlines
-            .iter()
-            .filter_map(|(u, dl)| seen.get(u).map(|v| v.1 - now.wall_at(*dl)))
-            .collect();
-        lags.sort_unstable();
-        println!(
-            "enforce-lag: {sessions} sessions expiring together (provisioned and logged in within {:.1} s)",
-            provisioned.as_secs_f64()
-        );
-        println!(
-            "lag from deadline to active row gone on the router: p50 {} ms, p99 {} ms, max {} ms, min {} ms",
-            percentile(&lags, 0.5), percentile(&lags, 0.99), lags.last().copied().unwrap_or(0), lags.first().copied().unwrap_or(0)
-        );
-        println!(
-            "daemon process (bench harness included, simulator excluded): RSS {} KiB before the burst, peak {} KiB; CPU {} ms over the {:.1} s from waiting for the deadline to the last cut-off",
-            rss0, peak, cpu, wall_cpu.as_secs_f64()
-        );
-        drop(daemon);
-        let _ = stop_tx.send(());
-        let _ = daemon_task.await;
-    });
-    drop(sim);
-    let _ = std::fs::remove_dir_all(&d);
 }

@@ -303,18 +303,18 @@ impl RouterOsBackend {
         // Cookies and sessions first (that is what cuts the device off), then disable, then
         // confirm: a device that slipped back in before the disable is still caught here.
         if !disable.is_empty() {
-            let rows = self
+            // Rows are kept only for the users to disable (a router has thousands more).
+            let ids: Vec<String> = self
                 .api
-                .run(&Call::new(&format!("{USER}/print")).props(&[".id", "name", "disabled"]))
+                .run_map(
+                    &Call::new(&format!("{USER}/print")).props(&[".id", "name", "disabled"]),
+                    |r| {
+                        let wanted = field(&r, "name").is_some_and(|n| disable.contains(n))
+                            && !meaning::printed_bool(field(&r, "disabled")).unwrap_or(false);
+                        wanted.then(|| field(&r, ".id").map(String::from)).flatten()
+                    },
+                )
                 .await?;
-            let ids: Vec<String> = rows
-                .iter()
-                .filter(|r| {
-                    field(r, "name").is_some_and(|n| disable.contains(n))
-                        && !meaning::printed_bool(field(r, "disabled")).unwrap_or(false)
-                })
-                .filter_map(|r| field(r, ".id").map(String::from))
-                .collect();
             for chunk in ids.chunks(BULK) {
                 self.api
                     .run(
@@ -325,15 +325,14 @@ impl RouterOsBackend {
                     .await?;
             }
         }
-        let left = self
+        let still: Vec<String> = self
             .api
-            .run(&Call::new(&format!("{ACTIVE}/print")).props(&["user"]))
+            .run_map(&Call::new(&format!("{ACTIVE}/print")).props(&["user"]), |r| {
+                field(&r, "user")
+                    .filter(|u| users.contains(*u))
+                    .map(String::from)
+            })
             .await?;
-        let still: Vec<&str> = left
-            .iter()
-            .filter_map(|r| field(r, "user"))
-            .filter(|u| users.contains(*u))
-            .collect();
         if !still.is_empty() {
             return Err(RouterError::Unconfirmed(format!(
                 "{} session(s) still active after removal (first: {})",
@@ -353,22 +352,20 @@ impl RouterOsBackend {
     ) -> Result<HashMap<String, u32>, RouterError> {
         let mut removed: HashMap<String, u32> = HashMap::new();
         for _ in 0..3 {
-            let rows = self
+            let hit: Vec<(String, String)> = self
                 .api
-                .run(&Call::new(&format!("{menu}/print")).props(&[".id", "user"]))
+                .run_map(&Call::new(&format!("{menu}/print")).props(&[".id", "user"]), |r| {
+                    let user = field(&r, "user").filter(|u| users.contains(*u))?;
+                    Some((field(&r, ".id")?.to_string(), user.to_string()))
+                })
                 .await?;
-            let hit: Vec<(&str, &str)> = rows
-                .iter()
-                .filter_map(|r| Some((field(r, ".id")?, field(r, "user")?)))
-                .filter(|(_, u)| users.contains(*u))
-                .collect();
             if hit.is_empty() {
                 break;
             }
             let calls: Vec<Call> = hit
                 .chunks(BULK)
                 .map(|chunk| {
-                    let ids: Vec<&str> = chunk.iter().map(|(id, _)| *id).collect();
+                    let ids: Vec<&str> = chunk.iter().map(|(id, _)| id.as_str()).collect();
                     Call::new(&format!("{menu}/remove")).attr(".id", ids.join(","))
                 })
                 .collect();

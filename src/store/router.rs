@@ -69,7 +69,8 @@ pub struct RouterUser {
 /// one, else the first queued, as `entitlement`). Both subqueries say `state != 'ended'` so that
 /// SQLite uses the partial index grants_open (it cannot tell that 'running' implies it): without
 /// it, every poll read every grant once per open session.
-const OPEN_SESSIONS_SQL: &str = "SELECT s.nas_session_id, u.username, s.mac, s.ip, s.bytes_in, s.bytes_out,
+const OPEN_SESSIONS_SQL: &str =
+    "SELECT s.nas_session_id, u.username, s.mac, s.ip, s.bytes_in, s.bytes_out,
         (SELECT max(g.data_bytes - g.bytes_used, 0) FROM grants g
          WHERE g.user_id = s.user_id AND g.state != 'ended'
          ORDER BY g.state != 'running', g.id LIMIT 1),
@@ -81,19 +82,36 @@ const OPEN_SESSIONS_SQL: &str = "SELECT s.nas_session_id, u.username, s.mac, s.i
      ORDER BY s.id";
 
 impl Store {
-    pub fn due_jobs(&self, now_timeline: i64, limit: usize) -> Result<Vec<JobRow>, StoreError> {
+    /// The due jobs in id order, as one batch: at most `limit` in all, and at most `heavy` that
+    /// are not `disconnect-user` (those are carried out in bulk, an expiry burst in one batch;
+    /// the others one by one, and a batch of them is held in memory while it runs).
+    pub fn due_jobs(
+        &self,
+        now_timeline: i64,
+        limit: usize,
+        heavy: usize,
+    ) -> Result<Vec<JobRow>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id, args, attempts, max_attempts FROM jobs
+            "SELECT id, args, attempts, max_attempts, kind FROM jobs
              WHERE state = 'pending' AND next_attempt_at <= ?1 ORDER BY id LIMIT ?2",
         )?;
-        let rows = stmt.query_map(params![now_timeline, limit as i64], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get(2)?,
-                r.get(3)?,
-            ))
-        })?;
+        let mut others = 0;
+        let rows = stmt
+            .query_map(params![now_timeline, limit as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            })?
+            .take_while(|r| {
+                let disconnect = r.as_ref().is_ok_and(|r| r.4 == "disconnect-user");
+                others += usize::from(!disconnect);
+                others <= heavy
+            })
+            .map(|r| r.map(|(id, args, attempts, max, _)| (id, args, attempts, max)));
         let mut out = Vec::new();
         for r in rows {
             let (id, args, attempts, max_attempts) = r?;

@@ -65,7 +65,7 @@ impl Site {
             .collect();
         argv.push(bin.display().to_string());
         let log = std::fs::File::create(dir.join("daemon.log")).expect("daemon log");
-        let daemon = Killed(
+        let daemon = Killed::new(
             Proc::new(&argv[0])
                 .args(&argv[1..])
                 .args(["run", "-c"])

@@ -45,7 +45,7 @@ pub(super) fn mosquitto(dir: &Path) -> (Killed, u16) {
         assert!(Instant::now() < end, "mosquitto did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
-    (Killed(child), port)
+    (Killed::new(child), port)
 }
 
 /// A database whose outbox holds at least `events` events (payments: 3 events each).
@@ -114,7 +114,7 @@ fn daemon(dir: &Path, db: &Path, port: u16, batch: usize, events: usize) -> (f64
         .with_file_name("hotspot-edge");
     let watch = rusqlite::Connection::open(db).expect("watch connection");
     let started = Instant::now();
-    let child = Killed(
+    let child = Killed::new(
         Proc::new(&bin)
             .args(["run", "-c"])
             .arg(&cfg)

@@ -92,7 +92,7 @@ fn daemon(dir: &Path, users: usize) -> (Killed, SocketAddr) {
         .stdout(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("start {}: {e} (cargo build --release)", bin.display()));
-    (Killed(child), SocketAddr::from(([127, 0, 0, 1], auth)))
+    (Killed::new(child), SocketAddr::from(([127, 0, 0, 1], auth)))
 }
 
 /// FreeRADIUS with Debian's configuration, our client and users, on its own ports.
@@ -166,7 +166,7 @@ fn freeradius(dir: &Path, users: usize) -> (Killed, SocketAddr) {
         .stdout(Stdio::null())
         .spawn()
         .expect("start freeradius");
-    (Killed(child), SocketAddr::from(([127, 0, 0, 1], auth)))
+    (Killed::new(child), SocketAddr::from(([127, 0, 0, 1], auth)))
 }
 
 fn request(id: u8, user: usize) -> (Vec<u8>, [u8; 16]) {
