@@ -116,8 +116,7 @@ pub fn data_safety_limit(left: u64) -> u64 {
 
 /// Jobs per batch: an expiry burst of this many users is cut off in one bulk pass.
 const JOB_BATCH: usize = 20_000;
-/// Jobs per batch that are carried out one by one (user syncs, logins): bounds what a rush of
-/// payments holds in memory at once.
+/// Logins and plan syncs per batch: bounds what a rush of payments holds at once.
 const JOB_BATCH_HEAVY: usize = 1_000;
 
 /// Polls requested on demand come at most this often.

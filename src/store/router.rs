@@ -82,9 +82,10 @@ const OPEN_SESSIONS_SQL: &str =
      ORDER BY s.id";
 
 impl Store {
-    /// The due jobs in id order, as one batch: at most `limit` in all, and at most `heavy` that
-    /// are not `disconnect-user` (those are carried out in bulk, an expiry burst in one batch;
-    /// the others one by one, and a batch of them is held in memory while it runs).
+    /// The due jobs in id order, as one batch: at most `limit` in all, and at most `heavy` logins
+    /// and plan syncs. An expiry burst (a `disconnect-user` and a `sync-user` per user) is cut
+    /// off in bulk, so it comes in one batch; a rush of payments (a `sync-user` and a
+    /// `login-device` per device) is carried out device by device and comes in slices.
     pub fn due_jobs(
         &self,
         now_timeline: i64,
@@ -107,8 +108,10 @@ impl Store {
                 ))
             })?
             .take_while(|r| {
-                let disconnect = r.as_ref().is_ok_and(|r| r.4 == "disconnect-user");
-                others += usize::from(!disconnect);
+                let light = r
+                    .as_ref()
+                    .is_ok_and(|r| r.4 == "disconnect-user" || r.4 == "sync-user");
+                others += usize::from(!light);
                 others <= heavy
             })
             .map(|r| r.map(|(id, args, attempts, max, _)| (id, args, attempts, max)));
