@@ -189,7 +189,11 @@ impl<L: NasLink> Enforcer<L> {
                 .store
                 .call(move |s| -> Result<_, StoreError> {
                     let now = s.now(clock.as_ref())?;
-                    Ok((now, s.due_jobs(now.timeline_ms, JOB_BATCH, JOB_BATCH_HEAVY)?, s.next_job_at()?))
+                    Ok((
+                        now,
+                        s.due_jobs(now.timeline_ms, JOB_BATCH, JOB_BATCH_HEAVY)?,
+                        s.next_job_at()?,
+                    ))
                 })
                 .await;
             let (now, jobs, next) = match due {
@@ -637,6 +641,26 @@ impl<L: NasLink> Enforcer<L> {
         let mut cmds = Vec::new();
         let mut started: Vec<Option<&ActiveSession>> = Vec::new();
         let mut kick: Vec<(&ActiveSession, String)> = Vec::new();
+        let on_router: HashSet<&str> = keyed.iter().map(|(k, _)| k.as_str()).collect();
+        // Sessions gone from the router are closed before new ones are admitted: a device that
+        // came back under a new NAS session id (openNDS gives a re-authenticated client a new
+        // token) must not count twice against the plan's devices.
+        for o in &ours {
+            // Sessions of a user being disconnected are closed by that job, with its reason: a
+            // poll between the NAS dropping them and the job recording it must not call them lost.
+            if on_router.contains(o.nas_session_id.as_str()) || pending.contains(&o.user) {
+                continue;
+            }
+            // Gone from the router: closed with the traffic it last showed.
+            let last = seen.get(&o.nas_session_id);
+            cmds.push(Command::SessionEnded(SessionEndArgs {
+                nas_session_id: o.nas_session_id.clone(),
+                reason: "nas-lost".into(),
+                bytes_in: last.map(|c| c.1),
+                bytes_out: last.map(|c| c.2),
+            }));
+            started.push(None);
+        }
         for (k, a) in &keyed {
             if let Some(state) = barred.get(&a.user) {
                 // A queued disconnect job handles it (with its reason and one audit row).
@@ -667,23 +691,6 @@ impl<L: NasLink> Enforcer<L> {
             .collect();
         if !due.is_empty() {
             cmds.push(Command::SessionUsage(UsageArgs { sessions: due }));
-            started.push(None);
-        }
-        let on_router: HashSet<&str> = keyed.iter().map(|(k, _)| k.as_str()).collect();
-        for o in &ours {
-            // Sessions of a user being disconnected are closed by that job, with its reason: a
-            // poll between the NAS dropping them and the job recording it must not call them lost.
-            if on_router.contains(o.nas_session_id.as_str()) || pending.contains(&o.user) {
-                continue;
-            }
-            // Gone from the router: closed with the traffic it last showed.
-            let last = seen.get(&o.nas_session_id);
-            cmds.push(Command::SessionEnded(SessionEndArgs {
-                nas_session_id: o.nas_session_id.clone(),
-                reason: "nas-lost".into(),
-                bytes_in: last.map(|c| c.1),
-                bytes_out: last.map(|c| c.2),
-            }));
             started.push(None);
         }
         let results = if cmds.is_empty() {

@@ -327,11 +327,14 @@ impl RouterOsBackend {
         }
         let still: Vec<String> = self
             .api
-            .run_map(&Call::new(&format!("{ACTIVE}/print")).props(&["user"]), |r| {
-                field(&r, "user")
-                    .filter(|u| users.contains(*u))
-                    .map(String::from)
-            })
+            .run_map(
+                &Call::new(&format!("{ACTIVE}/print")).props(&["user"]),
+                |r| {
+                    field(&r, "user")
+                        .filter(|u| users.contains(*u))
+                        .map(String::from)
+                },
+            )
             .await?;
         if !still.is_empty() {
             return Err(RouterError::Unconfirmed(format!(
@@ -354,10 +357,13 @@ impl RouterOsBackend {
         for _ in 0..3 {
             let hit: Vec<(String, String)> = self
                 .api
-                .run_map(&Call::new(&format!("{menu}/print")).props(&[".id", "user"]), |r| {
-                    let user = field(&r, "user").filter(|u| users.contains(*u))?;
-                    Some((field(&r, ".id")?.to_string(), user.to_string()))
-                })
+                .run_map(
+                    &Call::new(&format!("{menu}/print")).props(&[".id", "user"]),
+                    |r| {
+                        let user = field(&r, "user").filter(|u| users.contains(*u))?;
+                        Some((field(&r, ".id")?.to_string(), user.to_string()))
+                    },
+                )
                 .await?;
             if hit.is_empty() {
                 break;

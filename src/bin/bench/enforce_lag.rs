@@ -34,7 +34,9 @@ pub fn run(sessions: usize, plan_secs: u64, dir: Option<PathBuf>) {
     let log = std::fs::File::create(d.join("daemon.log")).expect("daemon log");
     // BENCH_RUNNER: a command to run the daemon under (a profiler, or qemu-user for a foreign
     // binary given as BENCH_DAEMON).
-    let bin = std::env::var_os("BENCH_DAEMON").map(PathBuf::from).unwrap_or(bin);
+    let bin = std::env::var_os("BENCH_DAEMON")
+        .map(PathBuf::from)
+        .unwrap_or(bin);
     let mut argv: Vec<String> = std::env::var("BENCH_RUNNER")
         .unwrap_or_default()
         .split_whitespace()
