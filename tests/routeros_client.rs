@@ -6,21 +6,13 @@ use std::time::Duration;
 
 use hotspot_edge::routeros::backend::{DesiredProfile, DesiredUser, RouterOsBackend};
 use hotspot_edge::routeros::client::{ApiClient, RouterError};
+use hotspot_edge::routeros::sim::model::PrintForms;
 use hotspot_edge::routeros::sim::{Model, Simulator};
 
+mod common;
+
 async fn sim_and_backend(tag_first: bool) -> (Simulator, RouterOsBackend) {
-    let mut model = Model::default();
-    model.add_api_user("edge", "s3cret-pass", "hotspot-edge");
-    let sim = Simulator::start("127.0.0.1:0", model).await.unwrap();
-    sim.set_tag_first(tag_first);
-    let api = ApiClient::connect_plain(
-        &sim.addr.to_string(),
-        "edge",
-        "s3cret-pass",
-        Duration::from_secs(2),
-    )
-    .await
-    .unwrap();
+    let (sim, api) = common::sim::sim_and_api(PrintForms::V7, tag_first).await;
     (sim, RouterOsBackend::new(api))
 }
 
@@ -159,22 +151,8 @@ async fn remove_user_removes_ours_and_leaves_a_technicians_own() {
 async fn printed_values_differ_from_written_ones_and_are_compared_by_meaning() {
     use hotspot_edge::routeros::client::Call;
     use hotspot_edge::routeros::meaning;
-    use hotspot_edge::routeros::sim::model::PrintForms;
     for forms in [PrintForms::V7, PrintForms::V6] {
-        let mut model = Model {
-            forms,
-            ..Model::default()
-        };
-        model.add_api_user("edge", "s3cret-pass", "hotspot-edge");
-        let sim = Simulator::start("127.0.0.1:0", model).await.unwrap();
-        let api = ApiClient::connect_plain(
-            &sim.addr.to_string(),
-            "edge",
-            "s3cret-pass",
-            Duration::from_secs(2),
-        )
-        .await
-        .unwrap();
+        let (sim, api) = common::sim::sim_and_api(forms, false).await;
         let b = RouterOsBackend::new(api.clone());
         b.ensure_profile(&DesiredProfile {
             name: "1h".into(),

@@ -6,16 +6,17 @@
 #![cfg(feature = "demo")]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use hotspot_edge::routeros::backend::{
     active_session, health, DesiredProfile, DesiredUser, RouterOsBackend,
 };
-use hotspot_edge::routeros::client::{ApiClient, Call, Row};
+use hotspot_edge::routeros::client::{Call, Row};
 use hotspot_edge::routeros::format::parse_duration;
 use hotspot_edge::routeros::meaning::{self, kind_of, Kind, Verdict};
 use hotspot_edge::routeros::sim::model::PrintForms;
-use hotspot_edge::routeros::sim::{Model, Simulator};
+use hotspot_edge::routeros::sim::Simulator;
+
+mod common;
 
 /// One quoted reply sentence.
 #[derive(Debug, Clone)]
@@ -271,20 +272,7 @@ const DOCUMENTED_EXTRA: &[(&str, &str)] = &[
 
 /// The simulator's rows of `menu` after a user, a profile and a logged-in device were made.
 async fn simulated(forms: PrintForms) -> (Simulator, BTreeMap<&'static str, Vec<Row>>) {
-    let mut model = Model {
-        forms,
-        ..Model::default()
-    };
-    model.add_api_user("edge", "s3cret-pass", "hotspot-edge");
-    let sim = Simulator::start("127.0.0.1:0", model).await.unwrap();
-    let api = ApiClient::connect_plain(
-        &sim.addr.to_string(),
-        "edge",
-        "s3cret-pass",
-        Duration::from_secs(2),
-    )
-    .await
-    .unwrap();
+    let (sim, api) = common::sim::sim_and_api(forms, false).await;
     let b = RouterOsBackend::new(api.clone());
     b.ensure_profile(&DesiredProfile {
         name: "1h".into(),

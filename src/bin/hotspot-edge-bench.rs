@@ -286,6 +286,33 @@ impl Drop for Killed {
     }
 }
 
+/// `hotspot-edge run -c CONFIG` as a child process: `daemon` (default: this build's, beside the
+/// bench) under `runner` (e.g. "qemu-mipsel -cpu 24Kc", or a profiler), its stderr in `log`.
+fn spawn_daemon(daemon: Option<&Path>, runner: Option<&str>, config: &Path, log: &Path) -> Killed {
+    let bin = daemon.map(Path::to_path_buf).unwrap_or_else(|| {
+        std::env::current_exe()
+            .expect("exe")
+            .with_file_name("hotspot-edge")
+    });
+    let mut argv: Vec<String> = runner
+        .unwrap_or("")
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    argv.push(bin.display().to_string());
+    let log = std::fs::File::create(log).expect("daemon log");
+    Killed::new(
+        std::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .args(["run", "-c"])
+            .arg(config)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {argv:?}: {e} (cargo build --release --bins)")),
+    )
+}
+
 fn work_dir(dir: Option<PathBuf>) -> PathBuf {
     let base = dir.unwrap_or_else(|| PathBuf::from("target/bench-data"));
     let d = base.join(format!("run-{}", std::process::id()));

@@ -3,6 +3,8 @@
 
 pub mod daemon;
 pub mod mosquitto;
+#[cfg(feature = "demo")]
+pub mod sim;
 
 /// Waits (real time) until `f` holds, or fails the test with `what`.
 pub async fn until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {

@@ -5,13 +5,12 @@
 //! removed the device's active row. The daemon's RSS is sampled from /proc throughout.
 
 use std::path::PathBuf;
-use std::process::{Command as Proc, Stdio};
 use std::time::{Duration, Instant};
 
 use hotspot_edge::clock::SystemClock;
 use hotspot_edge::engine::{Command, OsEntropy};
 
-use super::{cpu_ms, percentile, rss_kib, work_dir, Killed, RouterSim};
+use super::{cpu_ms, percentile, rss_kib, spawn_daemon, work_dir, RouterSim};
 
 pub fn run(sessions: usize, plan_secs: u64, dir: Option<PathBuf>) {
     let d = work_dir(dir);
@@ -28,35 +27,15 @@ pub fn run(sessions: usize, plan_secs: u64, dir: Option<PathBuf>) {
         ),
     )
     .expect("config");
-    let bin = std::env::current_exe()
-        .expect("exe")
-        .with_file_name("hotspot-edge");
-    let log = std::fs::File::create(d.join("daemon.log")).expect("daemon log");
-    // BENCH_RUNNER: a command to run the daemon under (a profiler, or qemu-user for a foreign
-    // binary given as BENCH_DAEMON).
-    let bin = std::env::var_os("BENCH_DAEMON")
-        .map(PathBuf::from)
-        .unwrap_or(bin);
-    let mut argv: Vec<String> = std::env::var("BENCH_RUNNER")
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(String::from)
-        .collect();
-    argv.push(bin.display().to_string());
-    let daemon = Killed::new(
-        Proc::new(&argv[0])
-            .args(&argv[1..])
-            .args(["run", "-c"])
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "start {}: {e} (cargo build --release --bins)",
-                    bin.display()
-                )
-            }),
+    // BENCH_DAEMON: another daemon binary; BENCH_RUNNER: a command to run it under (a profiler,
+    // or qemu-user for a foreign binary).
+    let daemon = spawn_daemon(
+        std::env::var_os("BENCH_DAEMON")
+            .map(PathBuf::from)
+            .as_deref(),
+        std::env::var("BENCH_RUNNER").ok().as_deref(),
+        &cfg,
+        &d.join("daemon.log"),
     );
     let pid = daemon.0.id().to_string();
     let query = |sql: &str| -> i64 {

@@ -4,7 +4,6 @@
 //! to storage per hour at a steady S sessions (`/proc/PID/io`).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command as Proc, Stdio};
 use std::time::{Duration, Instant};
 
 use hotspot_edge::clock::SystemClock;
@@ -51,29 +50,11 @@ impl Site {
             ),
         )
         .expect("config");
-        let bin = args.daemon.clone().unwrap_or_else(|| {
-            std::env::current_exe()
-                .expect("exe")
-                .with_file_name("hotspot-edge")
-        });
-        let mut argv: Vec<String> = args
-            .runner
-            .as_deref()
-            .unwrap_or("")
-            .split_whitespace()
-            .map(String::from)
-            .collect();
-        argv.push(bin.display().to_string());
-        let log = std::fs::File::create(dir.join("daemon.log")).expect("daemon log");
-        let daemon = Killed::new(
-            Proc::new(&argv[0])
-                .args(&argv[1..])
-                .args(["run", "-c"])
-                .arg(&cfg)
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .unwrap_or_else(|e| panic!("start {argv:?}: {e} (cargo build --release --bins)")),
+        let daemon = super::spawn_daemon(
+            args.daemon.as_deref(),
+            args.runner.as_deref(),
+            &cfg,
+            &dir.join("daemon.log"),
         );
         let site = Site {
             db,
