@@ -207,3 +207,46 @@ async fn printed_values_differ_from_written_ones_and_are_compared_by_meaning() {
         assert_eq!(sim.commands() - before, 1, "{forms:?}");
     }
 }
+
+/// An API user without the `sensitive` policy (the least-privilege group `routeros-script`
+/// makes) is not shown passwords: a user is still confirmed, and its password is written on every
+/// sync since it cannot be read back.
+#[tokio::test]
+async fn users_are_confirmed_when_the_router_hides_passwords() {
+    let (sim, api) = common::sim::sim_and_api(PrintForms::V7, false).await;
+    sim.model().hide_secrets = true;
+    let b = RouterOsBackend::new(api);
+    b.ensure_profile(&DesiredProfile {
+        name: "1h".into(),
+        rate_limit: None,
+        shared_users: 1,
+    })
+    .await
+    .unwrap();
+    b.upsert_user(&alice(false)).await.unwrap();
+    assert_eq!(
+        sim.model()
+            .users
+            .by("name", "alice")
+            .unwrap()
+            .get("password"),
+        Some("pw1")
+    );
+    let before = sim.commands();
+    b.upsert_user(&DesiredUser {
+        password: "pw2".into(),
+        ..alice(false)
+    })
+    .await
+    .unwrap();
+    // print, set (the password, unseen), print.
+    assert_eq!(sim.commands() - before, 3);
+    assert_eq!(
+        sim.model()
+            .users
+            .by("name", "alice")
+            .unwrap()
+            .get("password"),
+        Some("pw2")
+    );
+}

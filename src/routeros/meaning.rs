@@ -113,8 +113,10 @@ pub fn compare(
         why,
     };
     if kind == Kind::Secret {
+        // Left out or printed empty: which one a router does for a user without `sensitive` is
+        // not recorded, and hotspot-edge never writes an empty password.
         return Ok(match printed {
-            None => Verdict::Hidden,
+            None | Some("") => Verdict::Hidden,
             Some(p) if p == written => Verdict::Same,
             Some(_) => Verdict::Differs,
         });
@@ -409,6 +411,10 @@ mod tests {
     #[test]
     fn passwords_hidden_from_a_user_without_the_sensitive_policy() {
         assert_eq!(compare(U, "password", "pw", None).unwrap(), Verdict::Hidden);
+        assert_eq!(
+            compare(U, "password", "pw", Some("")).unwrap(),
+            Verdict::Hidden
+        );
         assert_eq!(
             compare(U, "password", "pw", Some("pw")).unwrap(),
             Verdict::Same

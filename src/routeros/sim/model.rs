@@ -299,6 +299,9 @@ pub struct Model {
     pub empty_reply: bool,
     /// How values are printed (RouterOS 7 or the older forms).
     pub forms: PrintForms,
+    /// Print hotspot users without their `password`, as RouterOS does for an API user whose
+    /// group lacks the `sensitive` policy (the group `routeros-script` creates).
+    pub hide_secrets: bool,
     /// A fault: every row of a menu (first) prints this field (second) as this value (third),
     /// whatever was written (a router build that prints a form nobody has seen).
     pub print_override: Vec<(String, String, String)>,
@@ -342,6 +345,7 @@ impl Default for Model {
             empty_reply: false,
             forms: PrintForms::V7,
             print_override: Vec::new(),
+            hide_secrets: false,
             event_log: None,
         }
     }
@@ -450,6 +454,11 @@ impl Model {
         match verb {
             "print" => {
                 let mut rows = self.rows_for_print(menu, &req.queries);
+                if self.hide_secrets && menu == "/ip/hotspot/user" {
+                    for r in &mut rows {
+                        r.fields.remove("password");
+                    }
+                }
                 for (m, field, value) in &self.print_override {
                     if m == menu {
                         for r in &mut rows {
