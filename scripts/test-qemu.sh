@@ -3,7 +3,7 @@
 #   scripts/test-qemu.sh armv7-unknown-linux-gnueabihf
 #   scripts/test-qemu.sh mipsel-unknown-linux-musl     (32-bit MIPS: no 64-bit atomics)
 # The subset: every unit test (engine, store, clock, codecs), and the integration tests of the
-# store, the engine, the RouterOS simulator lifecycle (real client, real TCP), MQTT (a real
+# store, the engine, the RouterOS simulator lifecycle (real client, real TCP) and its conformance with recorded replies, MQTT (a real
 # mosquitto on the host; the SIGKILL test runs our binary under qemu too) and openNDS (the fake
 # ndsctl runs natively). Left out: the CLI and crash tests (they run the host's view of many
 # processes and take minutes under emulation) and the 10,000-user load test (a benchmark).
@@ -14,7 +14,7 @@ TARGET=${1:?usage: scripts/test-qemu.sh TARGET}
 export_rustflags
 export "CARGO_TARGET_${triple_var}_RUNNER=$QEMU"
 export HOTSPOT_EDGE_TEST_RUNNER="$QEMU"
-tests=(--lib --test store --test engine --test routeros_enforce --test routeros_client --test mqtt --test opennds)
+tests=(--lib --test store --test engine --test routeros_enforce --test routeros_client --test routeros_conformance --test mqtt --test opennds)
 skip=(-- --skip ten_thousand)
 case "$BUILDER" in
   cargo) cargo "+$TOOLCHAIN" test --locked --target "$TARGET" "${tests[@]}" "${skip[@]}" ;;
