@@ -253,10 +253,12 @@ impl<L: NasLink> Enforcer<L> {
         // One user's jobs run in order; different users' run side by side in eight lanes (the API
         // connection multiplexes commands; mikrotik-rs queues 16), so a rush of payments does not
         // wait on one round trip at a time.
-        let mut groups: Vec<(String, Vec<crate::store::router::JobRow>)> = Vec::new();
-        let mut index: HashMap<String, usize> = HashMap::new();
+        // Keyed by (not a plan, target): the sort puts plans first (their users' syncs then find
+        // the profile ensured) and keeps users in the order of their first job.
+        let mut groups: Vec<((bool, String), Vec<crate::store::router::JobRow>)> = Vec::new();
+        let mut index: HashMap<(bool, String), usize> = HashMap::new();
         for j in jobs {
-            let key = format!("{}/{}", j.job.kind() == "sync-plan", j.job.target());
+            let key = (!matches!(j.job, Job::SyncPlan { .. }), j.job.target());
             match index.get(&key) {
                 Some(i) => groups[*i].1.push(j),
                 None => {
@@ -265,8 +267,7 @@ impl<L: NasLink> Enforcer<L> {
                 }
             }
         }
-        // Plans first: their users' syncs then find the profile ensured.
-        groups.sort_by_key(|(k, _)| !k.starts_with("true/"));
+        groups.sort_by_key(|(key, _)| key.0);
         let queue = std::sync::Mutex::new(
             groups
                 .into_iter()
@@ -322,8 +323,8 @@ impl<L: NasLink> Enforcer<L> {
         }
     }
 
-    /// Records a failed job (backoff, or failed for good). False when the link is down: the
-    /// batch stops, and the attempt is not spent.
+    /// Records a failed job (backoff, or failed for good). False when the batch must stop: the
+    /// link is down (the attempt is not spent) or the store is gone.
     async fn job_failed(&self, j: &crate::store::router::JobRow, e: StepError) -> bool {
         let link = matches!(&e, StepError::Router(r) if r.is_link());
         if let StepError::Router(r) = &e {

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use hotspot_edge::routeros::backend::{DesiredProfile, DesiredUser, RouterOsBackend};
+use hotspot_edge::routeros::backend::{DesiredUser, RouterOsBackend};
 use hotspot_edge::routeros::client::{ApiClient, RouterError};
 use hotspot_edge::routeros::sim::model::PrintForms;
 use hotspot_edge::routeros::sim::{Model, Simulator};
@@ -30,13 +30,7 @@ fn alice(disabled: bool) -> DesiredUser {
 
 async fn lifecycle(tag_first: bool) {
     let (sim, b) = sim_and_backend(tag_first).await;
-    b.ensure_profile(&DesiredProfile {
-        name: "1h".into(),
-        rate_limit: Some("2M/5M".into()),
-        shared_users: 1,
-    })
-    .await
-    .unwrap();
+    common::sim::hour_profile(&b, Some("2M/5M")).await;
     b.upsert_user(&alice(false)).await.unwrap();
     b.upsert_user(&alice(false)).await.unwrap(); // idempotent
     assert_eq!(sim.model().users.rows.len(), 1);
@@ -118,13 +112,7 @@ async fn a_stalled_router_times_out_and_a_dropped_one_is_unreachable() {
 #[tokio::test]
 async fn remove_user_removes_ours_and_leaves_a_technicians_own() {
     let (sim, b) = sim_and_backend(false).await;
-    b.ensure_profile(&DesiredProfile {
-        name: "1h".into(),
-        rate_limit: None,
-        shared_users: 1,
-    })
-    .await
-    .unwrap();
+    common::sim::hour_profile(&b, None).await;
     b.upsert_user(&alice(false)).await.unwrap();
     assert!(b.remove_user("alice").await.unwrap());
     assert!(sim.model().users.by("name", "alice").is_none());
@@ -154,13 +142,7 @@ async fn printed_values_differ_from_written_ones_and_are_compared_by_meaning() {
     for forms in [PrintForms::V7, PrintForms::V6] {
         let (sim, api) = common::sim::sim_and_api(forms, false).await;
         let b = RouterOsBackend::new(api.clone());
-        b.ensure_profile(&DesiredProfile {
-            name: "1h".into(),
-            rate_limit: Some("2000k/5M".into()),
-            shared_users: 1,
-        })
-        .await
-        .unwrap();
+        common::sim::hour_profile(&b, Some("2000k/5M")).await;
         let user = DesiredUser {
             mac: Some("aa:bb:cc:dd:ee:0f".into()),
             limit_uptime_ms: Some(86_400_000),
@@ -216,13 +198,7 @@ async fn users_are_confirmed_when_the_router_hides_passwords() {
     let (sim, api) = common::sim::sim_and_api(PrintForms::V7, false).await;
     sim.model().hide_secrets = true;
     let b = RouterOsBackend::new(api);
-    b.ensure_profile(&DesiredProfile {
-        name: "1h".into(),
-        rate_limit: None,
-        shared_users: 1,
-    })
-    .await
-    .unwrap();
+    common::sim::hour_profile(&b, None).await;
     b.upsert_user(&alice(false)).await.unwrap();
     assert_eq!(
         sim.model()

@@ -7,9 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use hotspot_edge::routeros::backend::{
-    active_session, health, DesiredProfile, DesiredUser, RouterOsBackend,
-};
+use hotspot_edge::routeros::backend::{active_session, health, DesiredUser, RouterOsBackend};
 use hotspot_edge::routeros::client::{Call, Row};
 use hotspot_edge::routeros::format::parse_duration;
 use hotspot_edge::routeros::meaning::{self, kind_of, Kind, Verdict};
@@ -274,13 +272,7 @@ const DOCUMENTED_EXTRA: &[(&str, &str)] = &[
 async fn simulated(forms: PrintForms) -> (Simulator, BTreeMap<&'static str, Vec<Row>>) {
     let (sim, api) = common::sim::sim_and_api(forms, false).await;
     let b = RouterOsBackend::new(api.clone());
-    b.ensure_profile(&DesiredProfile {
-        name: "1h".into(),
-        rate_limit: Some("2M/5M".into()),
-        shared_users: 1,
-    })
-    .await
-    .unwrap();
+    common::sim::hour_profile(&b, Some("2M/5M")).await;
     b.upsert_user(&DesiredUser {
         name: "alice".into(),
         password: "pw1".into(),

@@ -73,10 +73,7 @@ async fn rig_with(clock: Arc<dyn Clock>, enforcement: &str) -> Rig {
 
 /// The rig against a router that prints values in `forms`.
 async fn rig_full(clock: Arc<dyn Clock>, enforcement: &str, forms: PrintForms) -> Rig {
-    let mut model = Model {
-        forms,
-        ..Model::default()
-    };
+    let mut model = Model::with_forms(forms);
     model.add_api_user("edge", "router-secret-1", "hotspot-edge");
     let sim = Simulator::start("127.0.0.1:0", model).await.unwrap();
     let dir = tempfile::tempdir().unwrap();

@@ -56,12 +56,7 @@ fn main() {
         let mut model = Model {
             empty_reply: args.empty_reply,
             event_log: args.log_events.then(Vec::new),
-            forms: args.print_forms,
-            version: match args.print_forms {
-                PrintForms::V7 => "7.16.2 (stable)".into(),
-                PrintForms::V6 => "6.49.17 (long-term)".into(),
-            },
-            ..Model::default()
+            ..Model::with_forms(args.print_forms)
         };
         model.add_api_user(&args.user, &args.password, "hotspot-edge");
         let sim = match Simulator::start(&args.listen, model).await {

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use hotspot_edge::routeros::backend::{DesiredProfile, RouterOsBackend};
 use hotspot_edge::routeros::client::ApiClient;
 use hotspot_edge::routeros::sim::model::PrintForms;
 use hotspot_edge::routeros::sim::{Model, Simulator};
@@ -9,10 +10,7 @@ use hotspot_edge::routeros::sim::{Model, Simulator};
 /// A simulator printing values in `forms` (the reply tag first or, as real routers, last), and a
 /// client logged in as `edge`.
 pub async fn sim_and_api(forms: PrintForms, tag_first: bool) -> (Simulator, ApiClient) {
-    let mut model = Model {
-        forms,
-        ..Model::default()
-    };
+    let mut model = Model::with_forms(forms);
     model.add_api_user("edge", "s3cret-pass", "hotspot-edge");
     let sim = Simulator::start("127.0.0.1:0", model).await.unwrap();
     sim.set_tag_first(tag_first);
@@ -25,4 +23,15 @@ pub async fn sim_and_api(forms: PrintForms, tag_first: bool) -> (Simulator, ApiC
     .await
     .unwrap();
     (sim, api)
+}
+
+/// Ensures the profile `1h` (one device) on the router, with this rate limit.
+pub async fn hour_profile(b: &RouterOsBackend, rate_limit: Option<&str>) {
+    b.ensure_profile(&DesiredProfile {
+        name: "1h".into(),
+        rate_limit: rate_limit.map(String::from),
+        shared_users: 1,
+    })
+    .await
+    .unwrap();
 }

@@ -21,6 +21,12 @@ impl Row {
     pub fn id_str(&self) -> String {
         format!("*{:X}", self.id)
     }
+    /// When an active row logged in (simulated ms).
+    fn login_at(&self) -> i64 {
+        self.get("~login-at")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
     fn num(&self, k: &str) -> u64 {
         self.get(k).and_then(|v| v.parse().ok()).unwrap_or(0)
     }
@@ -269,8 +275,13 @@ const PROFILE_FIELDS: &[&str] = &[
     "transparent-proxy",
 ];
 
-/// What a new user profile carries unless given (RouterOS 7's defaults, as a recorded profile
-/// prints them: terraform-provider-routeros resource_ip_hotspot_user_profile.go).
+/// What a new user profile carries unless given, as RouterOS documents its defaults:
+/// `add-mac-cookie` yes (a RouterOS 6.23 export, which omits defaults, writes `add-mac-cookie=no`),
+/// `idle-timeout` none and `open-status-page` always (wiki Manual:IP/Hotspot/User, user profile;
+/// RouterOS v2.9 manual), `keepalive-timeout` 2m (mikrotikdocs.fyi, a third-party digest),
+/// `shared-users` 1 (wiki). `mac-cookie-timeout` 3d and `status-autorefresh` 1m are the values a
+/// recorded RouterOS 7 profile prints (terraform-provider-routeros); no source states them as
+/// defaults. docs/routeros-simulator.md has the table.
 const PROFILE_DEFAULTS: &[(&str, &str)] = &[
     ("add-mac-cookie", "yes"),
     ("idle-timeout", "none"),
@@ -279,7 +290,6 @@ const PROFILE_DEFAULTS: &[(&str, &str)] = &[
     ("shared-users", "1"),
     ("status-autorefresh", "1m"),
     ("open-status-page", "always"),
-    ("transparent-proxy", "no"),
 ];
 
 #[derive(Debug, Clone)]
@@ -319,10 +329,18 @@ fn wall_ms() -> i64 {
 
 impl Default for Model {
     fn default() -> Self {
+        Model::with_forms(PrintForms::V7)
+    }
+}
+
+impl Model {
+    /// A router of that generation: its version string, and its `default` profile printed in
+    /// its forms.
+    pub fn with_forms(forms: PrintForms) -> Self {
         let mut profiles = Table::default();
         let mut default_profile = BTreeMap::from([("name".to_string(), "default".to_string())]);
         for (k, v) in PROFILE_DEFAULTS {
-            if let Some(v) = PrintForms::V7.normalise(k, v) {
+            if let Some(v) = forms.normalise(k, v) {
                 default_profile.insert(k.to_string(), v);
             }
         }
@@ -338,12 +356,15 @@ impl Default for Model {
                 group: "full".into(),
             }],
             identity: "sim-router".into(),
-            version: "7.16.2 (stable)".into(),
+            version: match forms {
+                PrintForms::V7 => "7.16.2 (stable)".into(),
+                PrintForms::V6 => "6.49.17 (long-term)".into(),
+            },
             board: "hAP ac2 (simulated)".into(),
             server: "hotspot1".into(),
             now_ms: 0,
             empty_reply: false,
-            forms: PrintForms::V7,
+            forms,
             print_override: Vec::new(),
             hide_secrets: false,
             event_log: None,
@@ -563,7 +584,7 @@ impl Model {
             .rows
             .iter()
             .map(|a| {
-                let login: i64 = a.get("~login-at").and_then(|v| v.parse().ok()).unwrap_or(0);
+                let login = a.login_at();
                 let mut fields = BTreeMap::new();
                 for k in ["mac-address", "address", "server", "bytes-in", "bytes-out"] {
                     fields.insert(k.to_string(), a.get(k).unwrap_or("").to_string());
@@ -626,7 +647,7 @@ impl Model {
                 who.iter().flat_map(|u| self.active.of_user(u)).collect()
             };
         for a in shown {
-            let login: i64 = a.get("~login-at").and_then(|v| v.parse().ok()).unwrap_or(0);
+            let login = a.login_at();
             let e = live.entry(a.get("user").unwrap_or("")).or_default();
             e.0 += self.now_ms - login;
             e.1 += a.num("bytes-in");
@@ -670,7 +691,7 @@ impl Model {
                 .into_iter()
                 .map(|a| {
                     let mut r = a.clone();
-                    let login = a.get("~login-at").and_then(|v| v.parse().ok()).unwrap_or(0);
+                    let login = a.login_at();
                     r.fields.retain(|k, _| !k.starts_with('~'));
                     r.fields
                         .insert("uptime".into(), self.forms.duration(self.now_ms - login));
@@ -709,7 +730,7 @@ impl Model {
             .iter()
             .filter(|a| a.get("user") == Some(name))
         {
-            let login = a.get("~login-at").and_then(|v| v.parse().ok()).unwrap_or(0);
+            let login = a.login_at();
             up += self.now_ms - login;
             bi += a.num("bytes-in");
             bo += a.num("bytes-out");
@@ -915,7 +936,7 @@ impl Model {
         if let Some(log) = &mut self.event_log {
             log.push(("logout", a.get("user").unwrap_or("").to_string(), wall_ms()));
         }
-        let login: i64 = a.get("~login-at").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let login = a.login_at();
         let up = self.now_ms - login;
         if let Some(name) = a.get("user") {
             // By the name index: a burst logs out thousands, each must not scan every user.
@@ -1124,7 +1145,7 @@ impl Model {
     pub fn enforce_limits(&mut self) -> Vec<Row> {
         let mut live: HashMap<String, (i64, u64, u64)> = HashMap::new();
         for a in &self.active.rows {
-            let login: i64 = a.get("~login-at").and_then(|v| v.parse().ok()).unwrap_or(0);
+            let login = a.login_at();
             let e = live
                 .entry(a.get("user").unwrap_or("").to_string())
                 .or_default();
