@@ -3,12 +3,12 @@
 //! the API to the simulator, are exactly what the daemon's backend expects.
 #![cfg(feature = "demo")]
 
-use std::time::Duration;
-
 use hotspot_edge::config;
-use hotspot_edge::routeros::client::{ApiClient, Call};
+use hotspot_edge::routeros::client::Call;
 use hotspot_edge::routeros::setup::{check, script, ScriptOptions};
-use hotspot_edge::routeros::sim::{Model, Simulator};
+use hotspot_edge::routeros::sim::model::PrintForms;
+
+mod common;
 
 fn config_with_radius(dir: &std::path::Path) -> config::Config {
     std::fs::write(dir.join("router.pass"), "router-secret-1\n").unwrap();
@@ -124,17 +124,7 @@ async fn the_script_is_valid_and_its_profiles_are_what_the_daemon_expects() {
     check(&safe).unwrap();
 
     // The profile lines, applied over the API, make the profiles the backend would make.
-    let mut model = Model::default();
-    model.add_api_user("edge", "router-secret-1", "hotspot-edge");
-    let sim = Simulator::start("127.0.0.1:0", model).await.unwrap();
-    let api = ApiClient::connect_plain(
-        &sim.addr.to_string(),
-        "edge",
-        "router-secret-1",
-        Duration::from_secs(2),
-    )
-    .await
-    .unwrap();
+    let (sim, api) = common::sim::sim_and_api(PrintForms::V7, false).await;
     for line in s
         .lines()
         .filter(|l| l.starts_with("/ip hotspot user profile add"))

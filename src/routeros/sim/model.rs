@@ -207,6 +207,8 @@ impl PrintForms {
     fn normalise(self, field: &str, v: &str) -> Option<String> {
         use crate::routeros::meaning::{format_mac, kind_of, parse_mac, Kind, RateLimit};
         let v7 = self == PrintForms::V7;
+        // The field's type decides its form; the menu matters to `kind_of` only for passwords,
+        // which the simulator stores as written.
         match kind_of("", field) {
             Kind::Bool => Some(self.bool(matches!(v, "yes" | "true"))),
             Kind::LimitDuration => {
