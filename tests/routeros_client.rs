@@ -219,3 +219,83 @@ async fn users_are_confirmed_when_the_router_hides_passwords() {
     assert_eq!(sim.commands() - before, 3);
     assert_eq!(stored().as_deref(), Some("pw2"));
 }
+
+/// Adds `n` hotspot users named u00000.. through the API (the simulator must send the tag
+/// first: with the tag last, mikrotik-rs reports a successful `add` as a trap).
+async fn many_users(api: &ApiClient, n: usize) {
+    use hotspot_edge::routeros::client::Call;
+    for i in 0..n {
+        api.run(
+            &Call::new("/ip/hotspot/user/add")
+                .attr("name", format!("u{i:05}"))
+                .attr("password", "pw"),
+        )
+        .await
+        .unwrap();
+    }
+}
+
+/// Replies are flow-controlled per command (a reader holds at most a few rows it has not
+/// read): a reader that falls behind and then gives up must not wedge the connection; the
+/// command is cancelled and the next one is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_gives_up_mid_print_leaves_the_connection_usable() {
+    use hotspot_edge::routeros::client::Call;
+    let (_sim, api) = common::sim::sim_and_api(PrintForms::V7, true).await;
+    many_users(&api, 2_000).await;
+    let impatient = ApiClient::with_timeout(api.clone(), Duration::from_millis(300));
+    let print = Call::new("/ip/hotspot/user/print").props(&["name"]);
+    let e = impatient
+        .run_map(&print, |row| {
+            // A reader slower than the router: 2,000 rows take 2 s, past the 300 ms timeout.
+            std::thread::sleep(Duration::from_millis(1));
+            Some(row)
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(e, RouterError::Timeout { .. }), "{e:?}");
+    let identity = api.run(&Call::new("/system/identity/print")).await.unwrap();
+    assert_eq!(identity[0]["name"], "sim-router");
+    let names = api
+        .run_map(&print, |mut row| row.remove("name"))
+        .await
+        .unwrap();
+    let expected: Vec<String> = (0..2_000).map(|i| format!("u{i:05}")).collect();
+    assert_eq!(
+        names, expected,
+        "every row, in order, after the cancelled one"
+    );
+}
+
+/// A long print and short commands share one connection: while the print's reader works
+/// through its rows, the others are answered too, each with its own replies.
+#[tokio::test]
+async fn a_long_print_and_short_commands_interleave_on_one_connection() {
+    use hotspot_edge::routeros::client::Call;
+    let (_sim, api) = common::sim::sim_and_api(PrintForms::V7, true).await;
+    many_users(&api, 1_500).await;
+    let long = async {
+        api.run_map(
+            &Call::new("/ip/hotspot/user/print").props(&["name"]),
+            |mut row| row.remove("name"),
+        )
+        .await
+        .unwrap()
+    };
+    let short = async {
+        let mut identities = Vec::new();
+        for _ in 0..20 {
+            let rows = api.run(&Call::new("/system/identity/print")).await.unwrap();
+            identities.push(rows[0]["name"].clone());
+        }
+        identities
+    };
+    let (names, identities) = tokio::join!(long, short);
+    assert_eq!(names.len(), 1_500);
+    assert_eq!(names.first().map(String::as_str), Some("u00000"));
+    assert_eq!(names.last().map(String::as_str), Some("u01499"));
+    assert!(
+        identities.iter().all(|n| n == "sim-router"),
+        "{identities:?}"
+    );
+}

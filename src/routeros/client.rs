@@ -3,12 +3,21 @@
 //! it never reconnects and a half-open socket hangs (so every command has a timeout and the
 //! supervisor rebuilds the connection), and with the tag last it reports a successful `add` as a
 //! protocol-error trap (so writes are confirmed by a `print`, see `backend`).
+//! The socket is driven here, over the crate's sans-IO core, so that replies are flow-controlled
+//! (see [`ApiClient`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use mikrotik_rs::proto::command::Command as ApiCommand;
-use mikrotik_rs::{CommandBuilder, Event, MikrotikDevice};
+use mikrotik_rs::proto::connection::{Connection, Event};
+use mikrotik_rs::proto::error::LoginError;
+use mikrotik_rs::proto::handshake::{Handshaking, LoginProgress};
+use mikrotik_rs::proto::tag::Tag;
+use mikrotik_rs::CommandBuilder;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 
 /// A row as `print` returns it: attribute name to value (empty values kept as "").
 pub type Row = BTreeMap<String, String>;
@@ -84,10 +93,29 @@ impl Call {
 }
 
 /// A logged-in connection. Cloning shares it.
+///
+/// The connection is driven by our own task over mikrotik-rs's sans-IO protocol core
+/// (`mikrotik_rs::proto`), not by the crate's `MikrotikDevice`: that one hands each command's
+/// replies to an unbounded queue, so a `print` of 10,000 active sessions was parsed into 10,000
+/// hash maps and held until we read them (~11 MB of a 20 MB heap at 10,000 devices). Here each
+/// command gets a queue of [`REPLY_QUEUE`] rows and the task stops reading the socket while a
+/// reader is behind: TCP then holds the router back.
 #[derive(Clone, Debug)]
 pub struct ApiClient {
-    device: MikrotikDevice,
+    requests: mpsc::Sender<Request>,
     timeout: Duration,
+}
+
+/// Rows a command may have parsed but not yet read. Small: a reader turns each row into what it
+/// keeps as it arrives.
+const REPLY_QUEUE: usize = 32;
+/// Bytes read from the socket at a time; the protocol core parses at most this much ahead.
+const READ_CHUNK: usize = 8192;
+
+#[derive(Debug)]
+struct Request {
+    command: ApiCommand,
+    replies: mpsc::Sender<Event>,
 }
 
 /// API-SSL settings: the rustls configuration and the name to expect in the certificate.
@@ -116,41 +144,35 @@ impl ApiClient {
         timeout: Duration,
         tls: Option<&TlsTarget>,
     ) -> Result<ApiClient, RouterError> {
-        let builder = MikrotikDevice::builder(addr).credentials(user, Some(password));
+        let unreachable =
+            |e: &dyn std::fmt::Display| RouterError::Unreachable(format!("{addr}: {e}"));
         let attempt = async {
+            let tcp = TcpStream::connect(addr)
+                .await
+                .map_err(|e| unreachable(&e))?;
+            tcp.set_nodelay(true).map_err(|e| unreachable(&e))?;
             match tls {
                 Some(t) => {
-                    builder
-                        .tls_config(t.config.clone(), t.server_name.clone())
-                        .connect()
+                    let connector = tokio_rustls::TlsConnector::from(t.config.clone());
+                    let stream = connector
+                        .connect(t.server_name.clone(), tcp)
                         .await
+                        .map_err(|e| unreachable(&e))?;
+                    login_and_spawn(stream, addr, user, password).await
                 }
-                None => builder.connect().await,
+                None => login_and_spawn(tcp, addr, user, password).await,
             }
         };
-        let device = match tokio::time::timeout(timeout, attempt).await {
+        let requests = match tokio::time::timeout(timeout, attempt).await {
             Err(_) => {
                 return Err(RouterError::Unreachable(format!(
                     "{addr}: no connection and login within {} ms",
                     timeout.as_millis()
                 )))
             }
-            Ok(Err(mikrotik_rs::DeviceError::Authentication { response })) => {
-                return Err(RouterError::Login {
-                    user: user.into(),
-                    message: response.message,
-                })
-            }
-            Ok(Err(e @ mikrotik_rs::DeviceError::Login(_))) => {
-                return Err(RouterError::Login {
-                    user: user.into(),
-                    message: e.to_string(),
-                })
-            }
-            Ok(Err(e)) => return Err(RouterError::Unreachable(format!("{addr}: {e}"))),
-            Ok(Ok(d)) => d,
+            Ok(r) => r?,
         };
-        Ok(ApiClient { device, timeout })
+        Ok(ApiClient { requests, timeout })
     }
 
     /// The same connection with another per-command timeout.
@@ -170,11 +192,17 @@ impl ApiClient {
         call: &Call,
         mut keep: impl FnMut(Row) -> Option<T>,
     ) -> Result<Vec<T>, RouterError> {
-        let mut rx = self
-            .device
-            .send_command(call.build())
-            .await
-            .map_err(|e| RouterError::Unreachable(e.to_string()))?;
+        let (replies, mut rx) = mpsc::channel(REPLY_QUEUE);
+        let request = Request {
+            command: call.build(),
+            replies,
+        };
+        if self.requests.send(request).await.is_err() {
+            return Err(RouterError::Unreachable(format!(
+                "connection closed before {}",
+                call.path
+            )));
+        }
         let collect = async {
             let mut rows = Vec::new();
             loop {
@@ -209,6 +237,132 @@ impl ApiClient {
                 command: call.path.clone(),
                 ms: self.timeout.as_millis() as u64,
             }),
+        }
+    }
+}
+
+/// Logs in over `stream` (mikrotik-rs's handshake state machine) and starts the task that owns
+/// the connection; returns where to send it commands.
+async fn login_and_spawn<S>(
+    mut stream: S,
+    addr: &str,
+    user: &str,
+    password: &str,
+) -> Result<mpsc::Sender<Request>, RouterError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let unreachable = |e: &dyn std::fmt::Display| RouterError::Unreachable(format!("{addr}: {e}"));
+    let login_failed = |e: LoginError| match e {
+        LoginError::Authentication(trap) => RouterError::Login {
+            user: user.into(),
+            message: trap.message,
+        },
+        other => RouterError::Login {
+            user: user.into(),
+            message: other.to_string(),
+        },
+    };
+    let mut hs = Handshaking::new(user, Some(password)).map_err(|e| unreachable(&e))?;
+    let mut buf = vec![0u8; 4096];
+    let conn = loop {
+        while let Some(t) = hs.poll_transmit() {
+            stream
+                .write_all(&t.data)
+                .await
+                .map_err(|e| unreachable(&e))?;
+        }
+        let n = stream.read(&mut buf).await.map_err(|e| unreachable(&e))?;
+        if n == 0 {
+            return Err(unreachable(&"connection closed during login"));
+        }
+        hs.receive(&buf[..n]).map_err(|e| unreachable(&e))?;
+        match hs.advance().map_err(login_failed)? {
+            LoginProgress::Pending(h) => hs = h,
+            LoginProgress::Complete(done) => break done.into_connection(),
+        }
+    };
+    let (requests, inbox) = mpsc::channel(16);
+    tokio::spawn(drive(stream, conn, inbox));
+    Ok(requests)
+}
+
+/// Owns one logged-in connection: sends the commands it is given and hands each reply to its
+/// command's queue, waiting while that queue is full. Ends when the socket closes or fails, or
+/// when every [`ApiClient`] is gone; dropping the queues then tells the readers.
+async fn drive<S>(stream: S, mut conn: Connection, mut inbox: mpsc::Receiver<Request>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut readers: std::collections::HashMap<Tag, mpsc::Sender<Event>> = Default::default();
+    loop {
+        while let Some(t) = conn.poll_transmit() {
+            if wr.write_all(&t.data).await.is_err() {
+                return;
+            }
+        }
+        tokio::select! {
+            biased;
+            request = inbox.recv() => match request {
+                Some(Request { command, replies }) => match conn.send_command(command) {
+                    Ok(tag) => {
+                        readers.insert(tag, replies);
+                    }
+                    Err(_) => return,
+                },
+                None => {
+                    conn.cancel_all();
+                    while let Some(t) = conn.poll_transmit() {
+                        let _ = wr.write_all(&t.data).await;
+                    }
+                    let _ = wr.shutdown().await;
+                    return;
+                }
+            },
+            read = rd.read(&mut buf) => match read {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if conn.receive(&buf[..n]).is_err() {
+                        return;
+                    }
+                    while let Some(event) = conn.poll_event() {
+                        hand_over(&mut readers, &mut conn, event).await;
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// Gives an event to the reader of its command. A reader that has gone (timed out) gets its
+/// command cancelled on the router and the rest of its rows dropped.
+async fn hand_over(
+    readers: &mut std::collections::HashMap<Tag, mpsc::Sender<Event>>,
+    conn: &mut Connection,
+    event: Event,
+) {
+    match &event {
+        Event::Reply { tag, .. } => {
+            let tag = *tag;
+            if let Some(reader) = readers.get(&tag) {
+                if reader.send(event).await.is_err() {
+                    readers.remove(&tag);
+                    let _ = conn.cancel_command(tag);
+                }
+            }
+        }
+        Event::Done { tag } | Event::Empty { tag } | Event::Trap { tag, .. } => {
+            if let Some(reader) = readers.remove(tag) {
+                let _ = reader.send(event).await;
+            }
+        }
+        Event::Fatal { .. } => {
+            // The connection is over; readers that miss this line see their queue close.
+            for (_, reader) in readers.drain() {
+                let _ = reader.try_send(event.clone());
+            }
         }
     }
 }
