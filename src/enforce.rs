@@ -58,6 +58,10 @@ pub struct Enforcer<L: NasLink = RouterLink> {
     pub jobs_wake: Arc<Notify>,
     /// Notified to poll now.
     pub poll_wake: Arc<Notify>,
+    /// Set while the deadline timer settles a shared deadline slice by slice: the worker then
+    /// waits for the last slice (or [`SETTLING_WAIT`]) so that one bulk pass, which reads the
+    /// router's whole active list, cuts them all off.
+    pub settling: Arc<std::sync::atomic::AtomicBool>,
     /// Profiles already ensured on the current connection (generation, plan): a user sync then
     /// skips the profile check. Cleared by a reconnect or a `sync-plan` job.
     pub profiles_ok: std::sync::Mutex<HashSet<(u64, String)>>,
@@ -118,6 +122,9 @@ pub fn data_safety_limit(left: u64) -> u64 {
 const JOB_BATCH: usize = 20_000;
 /// Logins and plan syncs per batch: bounds what a rush of payments holds at once.
 const JOB_BATCH_HEAVY: usize = 1_000;
+
+/// How long the worker waits for the deadline timer's last slice before it takes what is due.
+pub const SETTLING_WAIT: Duration = Duration::from_secs(1);
 
 /// Polls requested on demand come at most this often.
 const MIN_POLL_GAP: Duration = Duration::from_secs(1);
@@ -183,6 +190,13 @@ impl<L: NasLink> Enforcer<L> {
         loop {
             if *stop.borrow() {
                 return;
+            }
+            if self.settling.load(std::sync::atomic::Ordering::Acquire) {
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    _ = self.jobs_wake.notified() => {}
+                    _ = tokio::time::sleep(SETTLING_WAIT) => {}
+                }
             }
             let clock = self.clock.clone();
             let due = self
@@ -363,43 +377,60 @@ impl<L: NasLink> Enforcer<L> {
         b: &impl Nas,
         jobs: &[crate::store::router::JobRow],
     ) -> Result<Vec<i64>, StepError> {
-        let mut reasons: HashMap<String, String> = HashMap::new();
+        // Borrowed from the jobs, and each name copied once (to ask the store): a 10,000-user
+        // burst holds these sets at once.
+        let mut reasons: HashMap<&str, &str> = HashMap::new();
         for j in jobs {
             if let Job::DisconnectUser { username, reason } = &j.job {
-                reasons.insert(username.clone(), reason.clone());
+                reasons.insert(username, reason);
             }
         }
         let t_start = std::time::Instant::now();
-        let names: Vec<String> = reasons.keys().cloned().collect();
-        let lookup = names.clone();
-        let states = self.store.call(move |s| s.entitled(&lookup)).await??;
-        let users: HashSet<String> = names
-            .into_iter()
-            .filter(|u| !states.get(u).copied().unwrap_or(false))
-            .collect();
-        let disable: HashSet<String> = users
-            .iter()
-            .filter(|u| states.contains_key(*u))
-            .cloned()
-            .collect();
+        let names: Vec<String> = reasons.keys().map(|u| u.to_string()).collect();
+        let (names, states) = self
+            .store
+            .call(move |s| s.entitled(&names).map(|st| (names, st)))
+            .await??;
+        let mut users: HashSet<String> = HashSet::new();
+        let mut disable: HashSet<String> = HashSet::new();
+        for u in names {
+            match states.get(&u) {
+                Some(true) => {}
+                Some(false) => {
+                    disable.insert(u.clone());
+                    users.insert(u);
+                }
+                None => {
+                    users.insert(u);
+                }
+            }
+        }
+        drop(states);
         let t0 = std::time::Instant::now();
         let removed = b.bulk_disconnect(&users, &disable).await?;
         let router_ms = t0.elapsed().as_millis() as u64;
-        let cmds: Vec<Command> = reasons
+        // Made slice by slice, as the tick's: one transaction's events are held until it commits.
+        let to_record: Vec<(&str, &str)> = reasons
             .iter()
-            .filter(|(u, _)| users.contains(*u))
-            .map(|(u, why)| {
-                let (sessions, cookies) = removed.get(u).copied().unwrap_or_default();
-                Command::UserDisconnected(DisconnectedArgs {
-                    user: u.clone(),
-                    reason: why.clone(),
-                    removed_sessions: sessions,
-                    removed_cookies: cookies,
-                    sessions: vec![],
-                })
-            })
+            .filter(|(u, _)| users.contains(**u))
+            .map(|(u, why)| (*u, *why))
             .collect();
-        self.apply("router", self.with_last_usage(cmds)).await?;
+        for slice in to_record.chunks(crate::engine::TICK_SLICE) {
+            let cmds = slice
+                .iter()
+                .map(|(u, why)| {
+                    let (sessions, cookies) = removed.get(*u).copied().unwrap_or_default();
+                    Command::UserDisconnected(DisconnectedArgs {
+                        user: u.to_string(),
+                        reason: why.to_string(),
+                        removed_sessions: sessions,
+                        removed_cookies: cookies,
+                        sessions: vec![],
+                    })
+                })
+                .collect();
+            self.apply("router", self.with_last_usage(cmds)).await?;
+        }
         tracing::info!(
             users = users.len(),
             router_ms,
@@ -582,18 +613,13 @@ impl<L: NasLink> Enforcer<L> {
         let server = self.settings.hotspot_server.clone();
         let rows = b.active(Some(&server)).await?;
         let clock = self.clock.clone();
+        let on_router_users: Vec<String> = rows.iter().map(|a| a.user.clone()).collect();
         let (ours, barred, pending, timeline_ms) = self
             .store
             .call(move |s| -> Result<_, StoreError> {
-                let mut barred: HashMap<String, &'static str> = HashMap::new();
-                for st in [UserState::Expired, UserState::Suspended] {
-                    for u in s.usernames_in_state(st)? {
-                        barred.insert(u, st.as_str());
-                    }
-                }
                 Ok((
                     s.open_sessions_for(None, None)?,
-                    barred,
+                    s.barred_among(&on_router_users)?,
                     s.pending_disconnects()?,
                     s.now(clock.as_ref())?.timeline_ms,
                 ))
@@ -602,15 +628,34 @@ impl<L: NasLink> Enforcer<L> {
         // Each router row with our key for it, made once.
         let keyed: Vec<(String, &ActiveSession)> =
             rows.iter().map(|a| (session_key(a), a)).collect();
+        let on_router: HashSet<&str> = keyed.iter().map(|(k, _)| k.as_str()).collect();
         let now = tokio::time::Instant::now();
-        let (seen, since) = {
+        // The memory is updated in place (not rebuilt beside the old one): at 10,000 sessions
+        // each copy is ~1.5 MB. What it held for sessions now gone is kept aside to close them.
+        let (lost, since) = {
             let mut memory = self.usage.lock().unwrap_or_else(|e| e.into_inner());
             let since = memory.saved_at.map_or(Duration::MAX, |t| now - t);
-            let fresh: HashMap<String, (String, u64, u64)> = keyed
+            let lost: HashMap<String, (u64, u64)> = ours
                 .iter()
-                .map(|(k, a)| (k.clone(), (a.user.clone(), a.bytes_in, a.bytes_out)))
+                .filter(|o| !on_router.contains(o.nas_session_id.as_str()))
+                .filter_map(|o| {
+                    let (_, i, out) = memory.seen.get(&o.nas_session_id)?;
+                    Some((o.nas_session_id.clone(), (*i, *out)))
+                })
                 .collect();
-            (std::mem::replace(&mut memory.seen, fresh), since)
+            memory.seen.retain(|k, _| on_router.contains(k.as_str()));
+            for (k, a) in &keyed {
+                match memory.seen.get_mut(k.as_str()) {
+                    Some(c) => (c.1, c.2) = (a.bytes_in, a.bytes_out),
+                    None => {
+                        memory
+                            .seen
+                            .insert(k.clone(), (a.user.clone(), a.bytes_in, a.bytes_out));
+                    }
+                }
+            }
+            memory.seen.shrink_to_fit();
+            (lost, since)
         };
         let save_all = since >= self.settings.usage_save;
         // Per user: traffic since the counters were last written, and what decides a write.
@@ -642,7 +687,6 @@ impl<L: NasLink> Enforcer<L> {
         let mut cmds = Vec::new();
         let mut started: Vec<Option<&ActiveSession>> = Vec::new();
         let mut kick: Vec<(&ActiveSession, String)> = Vec::new();
-        let on_router: HashSet<&str> = keyed.iter().map(|(k, _)| k.as_str()).collect();
         // Sessions gone from the router are closed before new ones are admitted: a device that
         // came back under a new NAS session id (openNDS gives a re-authenticated client a new
         // token) must not count twice against the plan's devices.
@@ -653,12 +697,12 @@ impl<L: NasLink> Enforcer<L> {
                 continue;
             }
             // Gone from the router: closed with the traffic it last showed.
-            let last = seen.get(&o.nas_session_id);
+            let last = lost.get(&o.nas_session_id);
             cmds.push(Command::SessionEnded(SessionEndArgs {
                 nas_session_id: o.nas_session_id.clone(),
                 reason: "nas-lost".into(),
-                bytes_in: last.map(|c| c.1),
-                bytes_out: last.map(|c| c.2),
+                bytes_in: last.map(|c| c.0),
+                bytes_out: last.map(|c| c.1),
             }));
             started.push(None);
         }

@@ -62,6 +62,8 @@ pub struct Daemon {
     wake: Arc<Notify>,
     jobs_wake: Arc<Notify>,
     poll_wake: Arc<Notify>,
+    /// True while a shared deadline is being settled slice by slice (see `Enforcer::settling`).
+    settling: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Daemon {
@@ -133,6 +135,7 @@ pub async fn run_with(
         wake: Arc::new(Notify::new()),
         jobs_wake: Arc::new(Notify::new()),
         poll_wake: Arc::new(Notify::new()),
+        settling: Default::default(),
     };
     // One engine (pure decisions and settings) for every task.
     let engine = Arc::new(app::engine(&config));
@@ -314,6 +317,7 @@ fn enforcer<L: crate::nas::NasLink>(
         settings,
         jobs_wake: d.jobs_wake.clone(),
         poll_wake: d.poll_wake.clone(),
+        settling: d.settling.clone(),
         profiles_ok: Default::default(),
         usage: Default::default(),
     })
@@ -329,6 +333,7 @@ async fn deadline_loop(
     let checkpoint_every = config.enforcement.clock_checkpoint.ms();
     let mut last_checkpoint = i64::MIN;
     let mut last_due = None;
+    let mut more_due = false;
     loop {
         let clock = d.clock.clone();
         let (now, next) = d
@@ -346,7 +351,8 @@ async fn deadline_loop(
             last_checkpoint = now.timeline_ms;
         }
         if let Some(due) = next.filter(|t| *t <= now.timeline_ms) {
-            if last_due == Some(due) {
+            // After a full slice the same deadline is still due by design (`TICK_SLICE`).
+            if last_due == Some(due) && !more_due {
                 // A deadline the engine did not clear: say so, and do not spin on it.
                 tracing::error!(deadline = due, "a deadline stayed due after a tick");
                 tokio::select! {
@@ -355,6 +361,8 @@ async fn deadline_loop(
                 }
             }
             last_due = Some(due);
+            // Until the tick says none are left, the job worker waits for the rest of the slices.
+            d.settling.store(true, std::sync::atomic::Ordering::Release);
             let tick_started = std::time::Instant::now();
             let (e, c) = (engine.clone(), d.clock.clone());
             let applied = d
@@ -372,18 +380,35 @@ async fn deadline_loop(
                 .await?;
             match applied {
                 Ok(a) => {
+                    more_due = a.result["more"] == true;
                     tracing::info!(
                         lag_ms = a.now.timeline_ms - due,
                         took_ms = tick_started.elapsed().as_millis() as u64,
                         result = %a.result,
                         "deadline reached"
                     );
-                    d.jobs_wake.notify_one();
+                    d.settling
+                        .store(more_due, std::sync::atomic::Ordering::Release);
+                    if !more_due {
+                        d.jobs_wake.notify_one();
+                    }
                 }
-                Err(ApplyError::Rejected(r)) => tracing::warn!(error = %r, "tick refused"),
+                Err(ApplyError::Rejected(r)) => {
+                    more_due = false;
+                    d.settling
+                        .store(false, std::sync::atomic::Ordering::Release);
+                    tracing::warn!(error = %r, "tick refused")
+                }
                 Err(e) => return Err(e.into()),
             }
             continue;
+        }
+        if more_due {
+            // The last slice was full and nothing is left: the worker need not wait.
+            more_due = false;
+            d.settling
+                .store(false, std::sync::atomic::Ordering::Release);
+            d.jobs_wake.notify_one();
         }
         last_due = None;
         let until_deadline = next.map(|t| Duration::from_millis((t - now.timeline_ms) as u64));

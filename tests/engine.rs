@@ -712,3 +712,43 @@ fn the_outbox_limit_drops_oldest_telemetry_and_never_money() {
         "under the limit: nothing"
     );
 }
+
+/// A deadline shared by more customers than one tick settles (`TICK_SLICE`) is settled in
+/// slices: each tick says whether more are due, and after the last every customer is expired
+/// once, with one `user.expired` event each.
+#[test]
+fn a_deadline_shared_by_many_customers_is_settled_in_slices() {
+    use hotspot_edge::engine::TICK_SLICE;
+    let mut s = Site::new(NOW_MS);
+    s.plan("1h", "1h", "wall", None, 1);
+    let customers = 2 * TICK_SLICE + 17;
+    for i in 0..customers {
+        let mac = format!(
+            "AA:BB:CC:{:02X}:{:02X}:{:02X}",
+            i >> 16,
+            (i >> 8) & 0xff,
+            i & 0xff
+        );
+        s.pay(&format!("R{i}"), &format!("2547{i:08}"), "1h", Some(&mac));
+    }
+    s.clock.advance(HOUR);
+    let mut slices = Vec::new();
+    loop {
+        let r = s.tick();
+        slices.push((
+            r["users-checked"].as_u64().unwrap(),
+            r["users-expired"].as_u64().unwrap(),
+        ));
+        if r["more"] != true {
+            break;
+        }
+        assert!(
+            slices.len() <= 3,
+            "ticks go on past the last slice: {slices:?}"
+        );
+    }
+    let full = TICK_SLICE as u64;
+    assert_eq!(slices, vec![(full, full), (full, full), (17, 17)]);
+    assert_eq!(s.events_of("user.expired").len(), customers);
+    assert_eq!(s.tick()["users-checked"], 0, "nothing left due");
+}

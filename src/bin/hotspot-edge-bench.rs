@@ -261,9 +261,15 @@ impl Killed {
             let default = std::panic::take_hook();
             std::panic::set_hook(Box::new(move |info| {
                 let pids = CHILDREN.lock().map(|p| p.clone()).unwrap_or_default();
+                let groups = GROUPS.lock().map(|g| g.clone()).unwrap_or_default();
                 for pid in pids {
+                    let target = if groups.contains(&pid) {
+                        format!("-{pid}")
+                    } else {
+                        pid.to_string()
+                    };
                     let _ = std::process::Command::new("kill")
-                        .args(["-9", &pid.to_string()])
+                        .args(["-9", "--", &target])
                         .status();
                 }
                 default(info);
@@ -276,8 +282,30 @@ impl Killed {
     }
 }
 
+impl Killed {
+    /// A child started in a process group of its own (`process_group(0)`): the whole group is
+    /// killed, so a daemon under a runner (heaptrack's script, qemu) goes with it.
+    fn group(child: std::process::Child) -> Killed {
+        let k = Killed::new(child);
+        if let Ok(mut g) = GROUPS.lock() {
+            g.push(k.0.id());
+        }
+        k
+    }
+}
+
+/// Children that lead a process group of their own.
+static GROUPS: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
 impl Drop for Killed {
     fn drop(&mut self) {
+        let id = self.0.id();
+        let grouped = GROUPS.lock().map(|g| g.contains(&id)).unwrap_or(false);
+        if grouped {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{id}")])
+                .status();
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
         if let Ok(mut p) = CHILDREN.lock() {
@@ -301,16 +329,24 @@ fn spawn_daemon(daemon: Option<&Path>, runner: Option<&str>, config: &Path, log:
         .collect();
     argv.push(bin.display().to_string());
     let log = std::fs::File::create(log).expect("daemon log");
-    Killed::new(
-        std::process::Command::new(&argv[0])
-            .args(&argv[1..])
-            .args(["run", "-c"])
-            .arg(config)
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {argv:?}: {e} (cargo build --release --bins)")),
-    )
+    let mut cmd = std::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .args(["run", "-c"])
+        .arg(config)
+        .stdout(std::process::Stdio::null())
+        .stderr(log);
+    if runner.is_some() {
+        // The runner's children (the daemon itself) are killed with it.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    }
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {argv:?}: {e} (cargo build --release --bins)"));
+    if runner.is_some() {
+        Killed::group(child)
+    } else {
+        Killed::new(child)
+    }
 }
 
 fn work_dir(dir: Option<PathBuf>) -> PathBuf {

@@ -289,10 +289,12 @@ impl RouterOsBackend {
         disable: &HashSet<String>,
     ) -> Result<HashMap<String, (u32, u32)>, RouterError> {
         let mut removed: HashMap<String, (u32, u32)> = HashMap::new();
-        // Cookies and sessions together: the requests go out at once over the one connection.
-        let (cookies, sessions) = tokio::join!(
+        // Cookies and sessions together, and the ids of the users to disable read meanwhile: the
+        // requests go out at once over the one connection (each reads a whole menu).
+        let (cookies, sessions, to_disable) = tokio::join!(
             self.remove_users_rows(COOKIE, users),
-            self.remove_users_rows(ACTIVE, users)
+            self.remove_users_rows(ACTIVE, users),
+            self.enabled_ids(disable)
         );
         for (u, n) in cookies? {
             removed.entry(u).or_default().1 += n;
@@ -302,28 +304,14 @@ impl RouterOsBackend {
         }
         // Cookies and sessions first (that is what cuts the device off), then disable, then
         // confirm: a device that slipped back in before the disable is still caught here.
-        if !disable.is_empty() {
-            // Rows are kept only for the users to disable (a router has thousands more).
-            let ids: Vec<String> = self
-                .api
-                .run_map(
-                    &Call::new(&format!("{USER}/print")).props(&[".id", "name", "disabled"]),
-                    |r| {
-                        let wanted = field(&r, "name").is_some_and(|n| disable.contains(n))
-                            && !meaning::printed_bool(field(&r, "disabled")).unwrap_or(false);
-                        wanted.then(|| field(&r, ".id").map(String::from)).flatten()
-                    },
+        for chunk in to_disable?.chunks(BULK) {
+            self.api
+                .run(
+                    &Call::new(&format!("{USER}/set"))
+                        .attr(".id", chunk.join(","))
+                        .attr("disabled", "yes"),
                 )
                 .await?;
-            for chunk in ids.chunks(BULK) {
-                self.api
-                    .run(
-                        &Call::new(&format!("{USER}/set"))
-                            .attr(".id", chunk.join(","))
-                            .attr("disabled", "yes"),
-                    )
-                    .await?;
-            }
         }
         let still: Vec<String> = self
             .api
@@ -346,8 +334,28 @@ impl RouterOsBackend {
         Ok(removed)
     }
 
+    /// The ids of those of `names` that are hotspot users not yet disabled: one `print`, keeping
+    /// only their rows (a router has thousands more).
+    async fn enabled_ids(&self, names: &HashSet<String>) -> Result<Vec<String>, RouterError> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.api
+            .run_map(
+                &Call::new(&format!("{USER}/print")).props(&[".id", "name", "disabled"]),
+                |r| {
+                    let wanted = field(&r, "name").is_some_and(|n| names.contains(n))
+                        && !meaning::printed_bool(field(&r, "disabled")).unwrap_or(false);
+                    wanted.then(|| field(&r, ".id").map(String::from)).flatten()
+                },
+            )
+            .await
+    }
+
     /// Removes every row of `menu` whose `user` is in `users`: one `print`, then `remove` on id
-    /// lists (sent together), re-read up to three times for rows that came and went meanwhile.
+    /// lists (sent together). Each `remove` answered `!done` removed its rows; the menu is read
+    /// again (up to three reads in all) only when one found a row already gone, since the
+    /// router then may not have removed the rest of that list.
     async fn remove_users_rows(
         &self,
         menu: &str,
@@ -392,6 +400,7 @@ impl RouterOsBackend {
             }
             results.sort_by_key(|(i, _)| *i);
             let results = results.into_iter().map(|(_, r)| r);
+            let mut all_done = true;
             for (chunk, r) in hit.chunks(BULK).zip(results) {
                 match r {
                     Ok(_) => {
@@ -400,9 +409,14 @@ impl RouterOsBackend {
                         }
                     }
                     // One went away by itself meanwhile: the next read settles it.
-                    Err(RouterError::Trap { message, .. }) if message.contains("no such item") => {}
+                    Err(RouterError::Trap { message, .. }) if message.contains("no such item") => {
+                        all_done = false
+                    }
                     Err(e) => return Err(e),
                 }
+            }
+            if all_done {
+                break;
             }
         }
         Ok(removed)

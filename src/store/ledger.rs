@@ -361,11 +361,11 @@ impl Ledger for TxLedger<'_> {
         Ok(())
     }
 
-    fn users_with_due_grants(&mut self, timeline_ms: i64) -> LResult<Vec<UserId>> {
+    fn users_with_due_grants(&mut self, timeline_ms: i64, limit: usize) -> LResult<Vec<UserId>> {
         self.many(
             "SELECT DISTINCT user_id FROM grants WHERE deadline IS NOT NULL AND deadline <= ?1
-             ORDER BY user_id",
-            params![timeline_ms],
+             ORDER BY user_id LIMIT ?2",
+            params![timeline_ms, i64::try_from(limit).unwrap_or(i64::MAX)],
             |r| r.get(0),
         )
     }
@@ -409,13 +409,14 @@ impl Ledger for TxLedger<'_> {
         Ok(())
     }
 
-    fn vouchers_due(&mut self, timeline_ms: i64) -> LResult<Vec<Voucher>> {
+    fn vouchers_due(&mut self, timeline_ms: i64, limit: usize) -> LResult<Vec<Voucher>> {
         self.many(
             &format!(
                 "SELECT {VOUCHER_COLS} FROM vouchers
-                 WHERE state = 'unused' AND expires_at IS NOT NULL AND expires_at <= ?1"
+                 WHERE state = 'unused' AND expires_at IS NOT NULL AND expires_at <= ?1
+                 ORDER BY code LIMIT ?2"
             ),
-            params![timeline_ms],
+            params![timeline_ms, i64::try_from(limit).unwrap_or(i64::MAX)],
             voucher_row,
         )
     }
