@@ -352,9 +352,11 @@ async fn broker_down_during_a_stream_loses_nothing() {
     broker.restart();
     writer.await.unwrap();
     let last = r.last_seq().await;
+    // Generous: under qemu-user the reconnect and the drain of 150 events took over 30 s once
+    // (CI, armv7, 2026-12-03); the test asserts that nothing is lost, not how fast.
     until(
         "the backlog drained after the broker came back",
-        30,
+        90,
         || async {
             r.depth().await == 0 && {
                 let evs = events(&w);

@@ -686,19 +686,33 @@ async fn burst(forms: PrintForms, n: usize) {
         m.cookies.rows.is_empty() && m.users.rows.iter().all(|u| disabled(&u.fields))
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let audit = r.audit().await;
-    let mut disconnects: HashMap<&str, usize> = HashMap::new();
-    for (name, action, _) in &audit {
-        if action == "disconnect" {
-            if let Some(name) = name {
-                *disconnects.entry(name.as_str()).or_default() += 1;
+    // The audit rows are written after the router work, slice by slice: wait for them (under
+    // qemu-user a slice takes seconds), then check that each user has exactly one.
+    let t0 = Instant::now();
+    let disconnects = loop {
+        let audit = r.audit().await;
+        let mut disconnects: HashMap<String, usize> = HashMap::new();
+        for (name, action, _) in audit {
+            if let (Some(name), "disconnect") = (name, action.as_str()) {
+                *disconnects.entry(name).or_default() += 1;
             }
         }
-    }
-    for u in &users {
-        assert_eq!(disconnects.get(u.as_str()), Some(&1), "{u}: {audit:?}");
-    }
+        if disconnects.len() >= n || t0.elapsed() > Duration::from_secs(10 + n as u64 / 50) {
+            break disconnects;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let missing: Vec<&String> = users
+        .iter()
+        .filter(|u| !disconnects.contains_key(*u))
+        .collect();
+    let twice: Vec<(&String, &usize)> = disconnects.iter().filter(|(_, c)| **c != 1).collect();
+    assert!(
+        missing.is_empty() && twice.is_empty(),
+        "{} of {n} users have no disconnect audit row (first: {:?}); more than one: {twice:?}",
+        missing.len(),
+        missing.first()
+    );
     assert_eq!(r.events("session.ended").await.len(), n);
     r.stop().await;
 }

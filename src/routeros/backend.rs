@@ -289,12 +289,12 @@ impl RouterOsBackend {
         disable: &HashSet<String>,
     ) -> Result<HashMap<String, (u32, u32)>, RouterError> {
         let mut removed: HashMap<String, (u32, u32)> = HashMap::new();
-        // Cookies and sessions together, and the ids of the users to disable read meanwhile: the
-        // requests go out at once over the one connection (each reads a whole menu).
-        let (cookies, sessions, to_disable) = tokio::join!(
+        // Cookies and sessions together: the requests go out at once over the one connection.
+        // The users to disable are read after: a third whole-menu print alongside would share
+        // the connection with them and delay the cut-off.
+        let (cookies, sessions) = tokio::join!(
             self.remove_users_rows(COOKIE, users),
-            self.remove_users_rows(ACTIVE, users),
-            self.enabled_ids(disable)
+            self.remove_users_rows(ACTIVE, users)
         );
         for (u, n) in cookies? {
             removed.entry(u).or_default().1 += n;
@@ -304,7 +304,7 @@ impl RouterOsBackend {
         }
         // Cookies and sessions first (that is what cuts the device off), then disable, then
         // confirm: a device that slipped back in before the disable is still caught here.
-        for chunk in to_disable?.chunks(BULK) {
+        for chunk in self.enabled_ids(disable).await?.chunks(BULK) {
             self.api
                 .run(
                     &Call::new(&format!("{USER}/set"))
