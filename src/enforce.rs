@@ -62,6 +62,9 @@ pub struct Enforcer<L: NasLink = RouterLink> {
     /// waits for the last slice (or [`SETTLING_WAIT`]) so that one bulk pass, which reads the
     /// router's whole active list, cuts them all off.
     pub settling: Arc<std::sync::atomic::AtomicBool>,
+    /// Held by a poll and by a bulk disconnect (until its jobs are recorded done): each reads
+    /// the router and then the store, and must not see the other half done.
+    pub router_pass: tokio::sync::Mutex<()>,
     /// Profiles already ensured on the current connection (generation, plan): a user sync then
     /// skips the profile check. Cleared by a reconnect or a `sync-plan` job.
     pub profiles_ok: std::sync::Mutex<HashSet<(u64, String)>>,
@@ -241,15 +244,26 @@ impl<L: NasLink> Enforcer<L> {
     }
 
     async fn run_batch(&self, b: &impl Nas, mut jobs: Vec<crate::store::router::JobRow>) {
-        let mut done = Vec::new();
+        let done = Vec::new();
         let disconnects = jobs
             .iter()
             .filter(|j| matches!(j.job, Job::DisconnectUser { .. }))
             .count();
         if disconnects >= 2 {
-            match self.bulk_disconnect(b, &jobs).await {
+            // Not while a poll reads the router: a poll that printed the active list before this
+            // pass and read the store after its jobs were done would take the users for
+            // barred devices still online and cut them off again (a second audit row each).
+            let pass = self.router_pass.lock().await;
+            let bulk = self.bulk_disconnect(b, &jobs).await;
+            if let Ok(handled) = &bulk {
+                let ids = handled.clone();
+                if let Ok(Err(e)) = self.store.call(move |s| s.jobs_done(&ids)).await {
+                    tracing::error!(error = %e, "recording bulk disconnect jobs done");
+                }
+            }
+            drop(pass);
+            match bulk {
                 Ok(handled) => {
-                    done.extend(handled.iter().copied());
                     jobs.retain(|j| !handled.contains(&j.id));
                 }
                 Err(e) => {
@@ -597,7 +611,10 @@ impl<L: NasLink> Enforcer<L> {
             let Ok(b) = self.link.get().await else {
                 continue;
             };
-            let polled = self.poll_once(&b).await;
+            let polled = {
+                let _pass = self.router_pass.lock().await;
+                self.poll_once(&b).await
+            };
             took = last.elapsed();
             match polled {
                 Ok(()) => {}

@@ -318,6 +318,7 @@ fn enforcer<L: crate::nas::NasLink>(
         jobs_wake: d.jobs_wake.clone(),
         poll_wake: d.poll_wake.clone(),
         settling: d.settling.clone(),
+        router_pass: Default::default(),
         profiles_ok: Default::default(),
         usage: Default::default(),
     })
