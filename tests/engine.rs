@@ -752,3 +752,72 @@ fn a_deadline_shared_by_many_customers_is_settled_in_slices() {
     assert_eq!(s.events_of("user.expired").len(), customers);
     assert_eq!(s.tick()["users-checked"], 0, "nothing left due");
 }
+
+/// Money above what the store's integers hold is refused with a clear error, and nothing is
+/// stored: before, a plan price of 2^63 or more wrapped negative and failed the store's CHECK on
+/// every delivery (a poison command), and a payment amount was stored negative.
+#[test]
+fn money_beyond_the_stores_range_is_refused_and_nothing_changes() {
+    let mut s = Site::new(NOW_MS);
+    s.plan("1h", "1h", "wall", None, 1);
+    let e = s
+        .apply(Command::PlansUpsert(PlanArgs {
+            id: "big".into(),
+            name: "big".into(),
+            price: 1 << 63,
+            currency: "KES".into(),
+            time: "1h".into(),
+            validity: Some("wall".into()),
+            data: None,
+            rate_limit: None,
+            devices: Some(1),
+            idle_timeout: None,
+            source: Some("cli".into()),
+        }))
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("price 9223372036854775808 is out of range"),
+        "{e}"
+    );
+    let e = s
+        .apply(Command::PaymentConfirmed(PaymentArgs {
+            provider: "mpesa".into(),
+            reference: "R1".into(),
+            phone: Some("254700000001".into()),
+            plan: "1h".into(),
+            amount: Some(u64::MAX),
+            ..Default::default()
+        }))
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("amount 18446744073709551615 is out of range"),
+        "{e}"
+    );
+    // Refusals are journalled (one row each) but no plan, payment or user is written.
+    assert!(s
+        .events_of("plan.upserted")
+        .iter()
+        .all(|e| e["payload"]["plan"]["id"] != "big"));
+    assert_eq!(
+        s.events_of("plan.upserted")[0]["payload"]["plan"]["id"],
+        "1h",
+        "the event's shape this test reads"
+    );
+    assert!(s.events_of("payment.recorded").is_empty());
+    // The largest amount that fits is taken.
+    let r = s.ok(Command::PaymentConfirmed(PaymentArgs {
+        provider: "mpesa".into(),
+        reference: "R2".into(),
+        phone: Some("254700000002".into()),
+        plan: "1h".into(),
+        amount: Some(hotspot_edge::engine::MAX_MONEY),
+        ..Default::default()
+    }));
+    assert_eq!(r["duplicate"], false);
+    assert_eq!(
+        s.events_of("payment.recorded")[0]["payload"]["amount"],
+        i64::MAX
+    );
+}

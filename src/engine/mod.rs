@@ -104,6 +104,12 @@ pub struct Rejection {
     pub message: String,
 }
 
+/// The largest amount of money (minor units) the store holds: SQLite's INTEGER is an i64, and a
+/// larger `u64` wrapped to a negative number (a plan then failed the store's CHECK on every
+/// delivery of the command, forever; a payment was stored negative while its event said
+/// otherwise).
+pub const MAX_MONEY: u64 = i64::MAX as u64;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RejectCode {
@@ -572,6 +578,12 @@ impl Cx<'_> {
         }
         let plan = self.plan(&a.plan)?.plan;
         let amount = a.amount.unwrap_or(plan.price);
+        if amount > MAX_MONEY {
+            return reject(
+                RejectCode::BadArgs,
+                format!("amount {amount} is out of range (at most {MAX_MONEY})"),
+            );
+        }
         if amount < plan.price {
             return reject(
                 RejectCode::BadArgs,
@@ -1099,6 +1111,12 @@ impl Cx<'_> {
         let devices = a.devices.unwrap_or(1);
         if devices == 0 {
             return Err(bad("devices must be at least 1"));
+        }
+        if a.price > MAX_MONEY {
+            return Err(bad(format!(
+                "price {} is out of range (at most {MAX_MONEY})",
+                a.price
+            )));
         }
         if a.name.trim().is_empty() {
             return Err(bad("name must not be empty"));
