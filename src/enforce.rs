@@ -243,8 +243,14 @@ impl<L: NasLink> Enforcer<L> {
         }
     }
 
+    /// Removes finished jobs from the queue (one transaction).
+    async fn jobs_done(&self, ids: Vec<i64>) {
+        if let Ok(Err(e)) = self.store.call(move |s| s.jobs_done(&ids)).await {
+            tracing::error!(error = %e, "recording finished router jobs");
+        }
+    }
+
     async fn run_batch(&self, b: &impl Nas, mut jobs: Vec<crate::store::router::JobRow>) {
-        let done = Vec::new();
         let disconnects = jobs
             .iter()
             .filter(|j| matches!(j.job, Job::DisconnectUser { .. }))
@@ -256,10 +262,7 @@ impl<L: NasLink> Enforcer<L> {
             let pass = self.router_pass.lock().await;
             let bulk = self.bulk_disconnect(b, &jobs).await;
             if let Ok(handled) = &bulk {
-                let ids = handled.clone();
-                if let Ok(Err(e)) = self.store.call(move |s| s.jobs_done(&ids)).await {
-                    tracing::error!(error = %e, "recording bulk disconnect jobs done");
-                }
+                self.jobs_done(handled.clone()).await;
             }
             drop(pass);
             match bulk {
@@ -279,7 +282,7 @@ impl<L: NasLink> Enforcer<L> {
             }
         }
         // One user's jobs run in order; different users' run side by side in eight lanes (the API
-        // connection multiplexes commands; mikrotik-rs queues 16), so a rush of payments does not
+        // connection multiplexes commands; its task queues 16), so a rush of payments does not
         // wait on one round trip at a time.
         // Keyed by (not a plan, target): the sort puts plans first (their users' syncs then find
         // the profile ensured) and keeps users in the order of their first job.
@@ -302,7 +305,7 @@ impl<L: NasLink> Enforcer<L> {
                 .map(|(_, g)| g)
                 .collect::<std::collections::VecDeque<_>>(),
         );
-        let done = std::sync::Mutex::new(done);
+        let done = std::sync::Mutex::new(Vec::new());
         let link_down = std::sync::atomic::AtomicBool::new(false);
         let lane = || async {
             loop {
@@ -345,10 +348,8 @@ impl<L: NasLink> Enforcer<L> {
             lane(),
             lane()
         );
-        let done = done.into_inner().unwrap_or_else(|e| e.into_inner());
-        if let Ok(Err(e)) = self.store.call(move |s| s.jobs_done(&done)).await {
-            tracing::error!(error = %e, "recording finished router jobs");
-        }
+        self.jobs_done(done.into_inner().unwrap_or_else(|e| e.into_inner()))
+            .await;
     }
 
     /// Records a failed job (backoff, or failed for good). False when the batch must stop: the
@@ -671,7 +672,10 @@ impl<L: NasLink> Enforcer<L> {
                     }
                 }
             }
-            memory.seen.shrink_to_fit();
+            // Given back after a burst empties it, not re-fitted on every poll.
+            if memory.seen.capacity() > 4 * memory.seen.len().max(256) {
+                memory.seen.shrink_to_fit();
+            }
             (lost, since)
         };
         let save_all = since >= self.settings.usage_save;

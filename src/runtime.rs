@@ -7,6 +7,7 @@
 //! `EXTERNAL_CHANGE_CHECK`, a read-only look that writes nothing to flash.
 
 use std::future::Future;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -324,6 +325,12 @@ fn enforcer<L: crate::nas::NasLink>(
     })
 }
 
+/// The deadline timer has no more slices to settle: the job worker takes what is due now.
+fn settled(d: &Daemon) {
+    d.settling.store(false, Ordering::Release);
+    d.jobs_wake.notify_one();
+}
+
 async fn deadline_loop(
     config: &Config,
     d: &Daemon,
@@ -334,7 +341,6 @@ async fn deadline_loop(
     let checkpoint_every = config.enforcement.clock_checkpoint.ms();
     let mut last_checkpoint = i64::MIN;
     let mut last_due = None;
-    let mut more_due = false;
     loop {
         let clock = d.clock.clone();
         let (now, next) = d
@@ -352,8 +358,8 @@ async fn deadline_loop(
             last_checkpoint = now.timeline_ms;
         }
         if let Some(due) = next.filter(|t| *t <= now.timeline_ms) {
-            // After a full slice the same deadline is still due by design (`TICK_SLICE`).
-            if last_due == Some(due) && !more_due {
+            // After a full slice (`settling` still set) the same deadline is due by design.
+            if last_due == Some(due) && !d.settling.load(Ordering::Acquire) {
                 // A deadline the engine did not clear: say so, and do not spin on it.
                 tracing::error!(deadline = due, "a deadline stayed due after a tick");
                 tokio::select! {
@@ -362,8 +368,8 @@ async fn deadline_loop(
                 }
             }
             last_due = Some(due);
-            // Until the tick says none are left, the job worker waits for the rest of the slices.
-            d.settling.store(true, std::sync::atomic::Ordering::Release);
+            // Until a tick says none are left, the job worker waits for the rest of the slices.
+            d.settling.store(true, Ordering::Release);
             let tick_started = std::time::Instant::now();
             let (e, c) = (engine.clone(), d.clock.clone());
             let applied = d
@@ -381,35 +387,28 @@ async fn deadline_loop(
                 .await?;
             match applied {
                 Ok(a) => {
-                    more_due = a.result["more"] == true;
+                    let more = a.result["more"] == true;
                     tracing::info!(
                         lag_ms = a.now.timeline_ms - due,
                         took_ms = tick_started.elapsed().as_millis() as u64,
                         result = %a.result,
                         "deadline reached"
                     );
-                    d.settling
-                        .store(more_due, std::sync::atomic::Ordering::Release);
-                    if !more_due {
-                        d.jobs_wake.notify_one();
+                    if !more {
+                        settled(d);
                     }
                 }
                 Err(ApplyError::Rejected(r)) => {
-                    more_due = false;
-                    d.settling
-                        .store(false, std::sync::atomic::Ordering::Release);
+                    settled(d);
                     tracing::warn!(error = %r, "tick refused")
                 }
                 Err(e) => return Err(e.into()),
             }
             continue;
         }
-        if more_due {
-            // The last slice was full and nothing is left: the worker need not wait.
-            more_due = false;
-            d.settling
-                .store(false, std::sync::atomic::Ordering::Release);
-            d.jobs_wake.notify_one();
+        if d.settling.load(Ordering::Acquire) {
+            // The last slice was full and nothing is left.
+            settled(d);
         }
         last_due = None;
         let until_deadline = next.map(|t| Duration::from_millis((t - now.timeline_ms) as u64));

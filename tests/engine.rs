@@ -762,17 +762,8 @@ fn money_beyond_the_stores_range_is_refused_and_nothing_changes() {
     s.plan("1h", "1h", "wall", None, 1);
     let e = s
         .apply(Command::PlansUpsert(PlanArgs {
-            id: "big".into(),
-            name: "big".into(),
             price: 1 << 63,
-            currency: "KES".into(),
-            time: "1h".into(),
-            validity: Some("wall".into()),
-            data: None,
-            rate_limit: None,
-            devices: Some(1),
-            idle_timeout: None,
-            source: Some("cli".into()),
+            ..plan_args("big", "1h", "wall", None, 1)
         }))
         .unwrap_err();
     assert!(
@@ -782,12 +773,8 @@ fn money_beyond_the_stores_range_is_refused_and_nothing_changes() {
     );
     let e = s
         .apply(Command::PaymentConfirmed(PaymentArgs {
-            provider: "mpesa".into(),
-            reference: "R1".into(),
-            phone: Some("254700000001".into()),
-            plan: "1h".into(),
             amount: Some(u64::MAX),
-            ..Default::default()
+            ..payment_args("R1", "254700000001", "1h", None)
         }))
         .unwrap_err();
     assert!(
@@ -808,12 +795,8 @@ fn money_beyond_the_stores_range_is_refused_and_nothing_changes() {
     assert!(s.events_of("payment.recorded").is_empty());
     // The largest amount that fits is taken.
     let r = s.ok(Command::PaymentConfirmed(PaymentArgs {
-        provider: "mpesa".into(),
-        reference: "R2".into(),
-        phone: Some("254700000002".into()),
-        plan: "1h".into(),
         amount: Some(hotspot_edge::engine::MAX_MONEY),
-        ..Default::default()
+        ..payment_args("R2", "254700000002", "1h", None)
     }));
     assert_eq!(r["duplicate"], false);
     assert_eq!(

@@ -144,8 +144,7 @@ impl ApiClient {
         timeout: Duration,
         tls: Option<&TlsTarget>,
     ) -> Result<ApiClient, RouterError> {
-        let unreachable =
-            |e: &dyn std::fmt::Display| RouterError::Unreachable(format!("{addr}: {e}"));
+        let unreachable = |e: &dyn std::fmt::Display| unreachable(addr, e);
         let attempt = async {
             let tcp = TcpStream::connect(addr)
                 .await
@@ -241,6 +240,11 @@ impl ApiClient {
     }
 }
 
+/// The router at `addr` could not be reached or talked to.
+fn unreachable(addr: &str, e: &dyn std::fmt::Display) -> RouterError {
+    RouterError::Unreachable(format!("{addr}: {e}"))
+}
+
 /// Logs in over `stream` (mikrotik-rs's handshake state machine) and starts the task that owns
 /// the connection; returns where to send it commands.
 async fn login_and_spawn<S>(
@@ -252,7 +256,7 @@ async fn login_and_spawn<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let unreachable = |e: &dyn std::fmt::Display| RouterError::Unreachable(format!("{addr}: {e}"));
+    let unreachable = |e: &dyn std::fmt::Display| unreachable(addr, e);
     let login_failed = |e: LoginError| match e {
         LoginError::Authentication(trap) => RouterError::Login {
             user: user.into(),

@@ -96,30 +96,15 @@ impl Site {
     }
 
     pub fn plan(&mut self, id: &str, time: &str, validity: &str, data: Option<&str>, devices: u32) {
-        self.ok(Command::PlansUpsert(PlanArgs {
-            id: id.into(),
-            name: format!("plan {id}"),
-            price: 1000,
-            currency: "KES".into(),
-            time: time.into(),
-            validity: Some(validity.into()),
-            data: data.map(String::from),
-            rate_limit: Some("2M/5M".into()),
-            devices: Some(devices),
-            idle_timeout: None,
-            source: Some("cli".into()),
-        }));
+        self.ok(Command::PlansUpsert(plan_args(
+            id, time, validity, data, devices,
+        )));
     }
 
     pub fn pay(&mut self, reference: &str, phone: &str, plan: &str, mac: Option<&str>) -> Value {
-        self.ok(Command::PaymentConfirmed(PaymentArgs {
-            provider: "mpesa".into(),
-            reference: reference.into(),
-            phone: Some(phone.into()),
-            plan: plan.into(),
-            mac: mac.map(String::from),
-            ..Default::default()
-        }))
+        self.ok(Command::PaymentConfirmed(payment_args(
+            reference, phone, plan, mac,
+        )))
     }
 
     pub fn login(&mut self, user: &str, nas: &str, mac: &str) -> Result<Value, ApplyError> {
@@ -193,5 +178,40 @@ impl Site {
             waited += step;
         }
         panic!("{name} did not expire within {limit} ms");
+    }
+}
+
+/// A plan of 1,000 KES (2M/5M) as the CLI would upsert it.
+pub fn plan_args(
+    id: &str,
+    time: &str,
+    validity: &str,
+    data: Option<&str>,
+    devices: u32,
+) -> PlanArgs {
+    PlanArgs {
+        id: id.into(),
+        name: format!("plan {id}"),
+        price: 1000,
+        currency: "KES".into(),
+        time: time.into(),
+        validity: Some(validity.into()),
+        data: data.map(String::from),
+        rate_limit: Some("2M/5M".into()),
+        devices: Some(devices),
+        idle_timeout: None,
+        source: Some("cli".into()),
+    }
+}
+
+/// An M-Pesa payment for `plan` at its price.
+pub fn payment_args(reference: &str, phone: &str, plan: &str, mac: Option<&str>) -> PaymentArgs {
+    PaymentArgs {
+        provider: "mpesa".into(),
+        reference: reference.into(),
+        phone: Some(phone.into()),
+        plan: plan.into(),
+        mac: mac.map(String::from),
+        ..Default::default()
     }
 }

@@ -278,7 +278,9 @@ const PROFILE_FIELDS: &[&str] = &[
 ];
 
 /// What a new user profile carries unless given, as RouterOS documents its defaults:
-/// `add-mac-cookie` yes (a RouterOS 6.23 export, which omits defaults, writes `add-mac-cookie=no`),
+/// `add-mac-cookie` yes (a RouterOS 6.23 export, which omits defaults, writes
+/// `set [ find default=yes ] add-mac-cookie=no`: pastebin.com/aqCpLfXV; a 2018 export writes
+/// `add add-mac-cookie=no` on its profiles: pastebin.com/Fc7tYkE0),
 /// `idle-timeout` none and `open-status-page` always (wiki Manual:IP/Hotspot/User, user profile;
 /// RouterOS v2.9 manual), `keepalive-timeout` 2m (mikrotikdocs.fyi, a third-party digest),
 /// `shared-users` 1 (wiki). `mac-cookie-timeout` 3d and `status-autorefresh` 1m are the values a
