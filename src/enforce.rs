@@ -171,21 +171,34 @@ impl<L: NasLink> Enforcer<L> {
         source: &'static str,
         cmds: Vec<Command>,
     ) -> Result<Vec<Result<serde_json::Value, String>>, StepError> {
+        Ok(self.apply_then(source, cmds, |_| Ok(())).await?.0)
+    }
+
+    /// Applies `cmds`, then reads `after` in the same store call (no tick comes between).
+    async fn apply_then<T: Send + 'static>(
+        &self,
+        source: &'static str,
+        cmds: Vec<Command>,
+        after: impl FnOnce(&crate::store::Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<(Vec<Result<serde_json::Value, String>>, T), StepError> {
         let (engine, clock) = (self.engine.clone(), self.clock.clone());
-        let results = self
+        let (results, read) = self
             .store
-            .call(move |s| {
+            .call(move |s| -> Result<_, StoreError> {
                 let refs: Vec<(Option<&str>, &Command)> = cmds.iter().map(|c| (None, c)).collect();
-                s.apply_many(&engine, clock.as_ref(), &mut OsEntropy, source, &refs)
+                let results =
+                    s.apply_many(&engine, clock.as_ref(), &mut OsEntropy, source, &refs)?;
+                Ok((results, after(s)?))
             })
             .await??;
-        Ok(results
+        let results = results
             .into_iter()
             .map(|r| {
                 r.map(|a| a.result)
                     .map_err(|e| format!("{}: {}", e.code.as_str(), e.message))
             })
-            .collect())
+            .collect();
+        Ok((results, read))
     }
 
     pub async fn run_jobs(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
@@ -759,10 +772,13 @@ impl<L: NasLink> Enforcer<L> {
             cmds.push(Command::SessionUsage(UsageArgs { sessions: due }));
             started.push(None);
         }
-        let results = if cmds.is_empty() {
-            Vec::new()
+        // The disconnect jobs queued as of this write: a user whose login the store refused
+        // because the tick expired it after the read above has one, and that job cuts it off.
+        let (results, pending) = if cmds.is_empty() {
+            (Vec::new(), pending)
         } else {
-            self.apply("router", cmds).await?
+            self.apply_then("router", cmds, |s| s.pending_disconnects())
+                .await?
         };
         if save_all {
             self.usage
@@ -772,7 +788,9 @@ impl<L: NasLink> Enforcer<L> {
         }
         for (a, r) in started.iter().zip(&results) {
             if let (Some(a), Err(why)) = (a, r) {
-                kick.push((a, why.clone()));
+                if !pending.contains(&a.user) {
+                    kick.push((a, why.clone()));
+                }
             }
         }
         for (a, why) in kick {

@@ -96,6 +96,36 @@ async fn slow_replies_are_waited_for_up_to_the_command_timeout() {
     assert!(matches!(e, RouterError::Timeout { .. }), "{e:?}");
 }
 
+/// The command timeout is on silence: a long print that a slow router streams for longer than
+/// the timeout completes, and so does a command answered after it; a router that stops
+/// answering mid-print times out.
+#[tokio::test]
+async fn a_print_that_streams_past_the_timeout_completes_and_silence_times_out() {
+    use hotspot_edge::routeros::client::Call;
+    let (sim, api) = common::sim::sim_and_api(PrintForms::V7, true).await;
+    many_users(&api, 40).await;
+    let api = ApiClient::with_timeout(api, Duration::from_millis(300));
+    let print = Call::new("/ip/hotspot/user/print").props(&["name"]);
+    sim.set_row_gap(Duration::from_millis(50));
+    let started = std::time::Instant::now();
+    // The identity is asked just after the print: the router answers it after the print's
+    // last row, more than the timeout later, and it is still waited for.
+    let (names, identity) =
+        tokio::join!(api.run_map(&print, |mut row| row.remove("name")), async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            api.run(&Call::new("/system/identity/print")).await
+        });
+    assert_eq!(names.unwrap().len(), 40);
+    assert_eq!(identity.unwrap()[0]["name"], "sim-router");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1_500),
+        "the rows came 50 ms apart, 40 of them: longer than the 300 ms timeout"
+    );
+    sim.set_row_gap(Duration::from_millis(500));
+    let e = api.run(&print).await.unwrap_err();
+    assert!(matches!(e, RouterError::Timeout { .. }), "{e:?}");
+}
+
 #[tokio::test]
 async fn a_stalled_router_times_out_and_a_dropped_one_is_unreachable() {
     let (sim, b) = sim_and_backend(false).await;
@@ -243,17 +273,23 @@ async fn a_reader_that_gives_up_mid_print_leaves_the_connection_usable() {
     use hotspot_edge::routeros::client::Call;
     let (_sim, api) = common::sim::sim_and_api(PrintForms::V7, true).await;
     many_users(&api, 2_000).await;
-    let impatient = ApiClient::with_timeout(api.clone(), Duration::from_millis(300));
     let print = Call::new("/ip/hotspot/user/print").props(&["name"]);
-    let e = impatient
-        .run_map(&print, |row| {
-            // A reader slower than the router: 2,000 rows take 2 s, past the 300 ms timeout.
+    let mut read = 0;
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(300),
+        api.run_map(&print, |row| {
+            // A reader slower than the router: 2,000 rows take 2 s; it gives up after 300 ms.
             std::thread::sleep(Duration::from_millis(1));
+            read += 1;
             Some(row)
-        })
-        .await
-        .unwrap_err();
-    assert!(matches!(e, RouterError::Timeout { .. }), "{e:?}");
+        }),
+    )
+    .await;
+    assert!(gave_up.is_err(), "the reader gave up mid-print");
+    assert!(
+        read > 0 && read < 2_000,
+        "{read} rows read before giving up"
+    );
     let identity = api.run(&Call::new("/system/identity/print")).await.unwrap();
     assert_eq!(identity[0]["name"], "sim-router");
     let names = api

@@ -667,8 +667,18 @@ async fn burst(forms: PrintForms, n: usize) {
         || r.active_users().len() == n,
     )
     .await;
-    r.daemon.poll_router();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Every session known to the store before the deadline (a poll records them; under
+    // qemu-user one poll of 2,000 sessions takes seconds).
+    let t0 = Instant::now();
+    while r.events("session.started").await.len() < n {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20 + n as u64 / 50),
+            "the polls did not record {n} sessions"
+        );
+        r.daemon.poll_router();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let before = r.sim.commands();
     clock.advance(60 * MIN);
     r.daemon.wake();

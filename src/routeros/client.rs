@@ -1,4 +1,4 @@
-//! One logged-in API connection over mikrotik-rs, with a timeout on every command and typed
+//! One logged-in API connection over mikrotik-rs, with a timeout on every command's silence and typed
 //! errors. The crate's known gaps are handled here or above (docs: shared protocols.md §3):
 //! it never reconnects and a half-open socket hangs (so every command has a timeout and the
 //! supervisor rebuilds the connection), and with the tag last it reports a successful `add` as a
@@ -26,7 +26,7 @@ pub type Row = BTreeMap<String, String>;
 pub enum RouterError {
     #[error("router unreachable: {0}")]
     Unreachable(String),
-    #[error("router did not answer {command} within {ms} ms")]
+    #[error("router went silent on {command} for {ms} ms")]
     Timeout { command: String, ms: u64 },
     #[error("router refused {command}: {message}")]
     Trap { command: String, message: String },
@@ -104,6 +104,29 @@ impl Call {
 pub struct ApiClient {
     requests: mpsc::Sender<Request>,
     timeout: Duration,
+    /// When the connection last made progress (bytes from the router, or a row handed to a
+    /// reader).
+    heard: Heard,
+}
+
+/// When the connection last made progress. A command's timeout is on this, not on its own
+/// replies alone: the router answers commands in turn on one stream, so a command queued behind
+/// a print of 10,000 sessions hears nothing for a while although the router is talking.
+#[derive(Clone, Debug)]
+struct Heard(std::sync::Arc<std::sync::Mutex<tokio::time::Instant>>);
+
+impl Heard {
+    fn new() -> Self {
+        Heard(std::sync::Arc::new(std::sync::Mutex::new(
+            tokio::time::Instant::now(),
+        )))
+    }
+    fn now(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = tokio::time::Instant::now();
+    }
+    fn quiet_for(&self) -> Duration {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).elapsed()
+    }
 }
 
 /// Rows a command may have parsed but not yet read. Small: a reader turns each row into what it
@@ -145,6 +168,7 @@ impl ApiClient {
         tls: Option<&TlsTarget>,
     ) -> Result<ApiClient, RouterError> {
         let unreachable = |e: &dyn std::fmt::Display| unreachable(addr, e);
+        let heard = Heard::new();
         let attempt = async {
             let tcp = TcpStream::connect(addr)
                 .await
@@ -157,9 +181,9 @@ impl ApiClient {
                         .connect(t.server_name.clone(), tcp)
                         .await
                         .map_err(|e| unreachable(&e))?;
-                    login_and_spawn(stream, addr, user, password).await
+                    login_and_spawn(stream, addr, user, password, heard.clone()).await
                 }
-                None => login_and_spawn(tcp, addr, user, password).await,
+                None => login_and_spawn(tcp, addr, user, password, heard.clone()).await,
             }
         };
         let requests = match tokio::time::timeout(timeout, attempt).await {
@@ -171,7 +195,11 @@ impl ApiClient {
             }
             Ok(r) => r?,
         };
-        Ok(ApiClient { requests, timeout })
+        Ok(ApiClient {
+            requests,
+            timeout,
+            heard,
+        })
     }
 
     /// The same connection with another per-command timeout.
@@ -202,40 +230,51 @@ impl ApiClient {
                 call.path
             )));
         }
-        let collect = async {
-            let mut rows = Vec::new();
-            loop {
-                match rx.recv().await {
-                    Some(Event::Reply { response, .. }) => rows.extend(keep(
-                        response
-                            .attributes
-                            .into_iter()
-                            .map(|(k, v)| (k, v.unwrap_or_default()))
-                            .collect(),
-                    )),
-                    Some(Event::Done { .. }) | Some(Event::Empty { .. }) => return Ok(rows),
-                    Some(Event::Trap { response, .. }) => {
-                        return Err(RouterError::Trap {
+        // The timeout is on silence, not on the whole command: the connection must make
+        // progress at least this often (see [`Heard`]). A half-open socket is found as before,
+        // and a print of 10,000 active sessions from a slow router (or under emulation) is not
+        // cut off while it streams, nor are the commands answered after it.
+        let mut rows = Vec::new();
+        let mut wait = self.timeout;
+        loop {
+            let event = match tokio::time::timeout(wait, rx.recv()).await {
+                Ok(event) => event,
+                Err(_) => {
+                    let quiet = self.heard.quiet_for();
+                    if quiet >= self.timeout {
+                        return Err(RouterError::Timeout {
                             command: call.path.clone(),
-                            message: response.message,
-                        })
+                            ms: self.timeout.as_millis() as u64,
+                        });
                     }
-                    Some(Event::Fatal { reason }) => return Err(RouterError::Fatal(reason)),
-                    None => {
-                        return Err(RouterError::Unreachable(format!(
-                            "connection lost during {}",
-                            call.path
-                        )))
-                    }
+                    wait = self.timeout - quiet;
+                    continue;
+                }
+            };
+            wait = self.timeout;
+            match event {
+                Some(Event::Reply { response, .. }) => rows.extend(keep(
+                    response
+                        .attributes
+                        .into_iter()
+                        .map(|(k, v)| (k, v.unwrap_or_default()))
+                        .collect(),
+                )),
+                Some(Event::Done { .. }) | Some(Event::Empty { .. }) => return Ok(rows),
+                Some(Event::Trap { response, .. }) => {
+                    return Err(RouterError::Trap {
+                        command: call.path.clone(),
+                        message: response.message,
+                    })
+                }
+                Some(Event::Fatal { reason }) => return Err(RouterError::Fatal(reason)),
+                None => {
+                    return Err(RouterError::Unreachable(format!(
+                        "connection lost during {}",
+                        call.path
+                    )))
                 }
             }
-        };
-        match tokio::time::timeout(self.timeout, collect).await {
-            Ok(r) => r,
-            Err(_) => Err(RouterError::Timeout {
-                command: call.path.clone(),
-                ms: self.timeout.as_millis() as u64,
-            }),
         }
     }
 }
@@ -252,6 +291,7 @@ async fn login_and_spawn<S>(
     addr: &str,
     user: &str,
     password: &str,
+    heard: Heard,
 ) -> Result<mpsc::Sender<Request>, RouterError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -287,14 +327,15 @@ where
         }
     };
     let (requests, inbox) = mpsc::channel(16);
-    tokio::spawn(drive(stream, conn, inbox));
+    heard.now();
+    tokio::spawn(drive(stream, conn, inbox, heard));
     Ok(requests)
 }
 
 /// Owns one logged-in connection: sends the commands it is given and hands each reply to its
 /// command's queue, waiting while that queue is full. Ends when the socket closes or fails, or
 /// when every [`ApiClient`] is gone; dropping the queues then tells the readers.
-async fn drive<S>(stream: S, mut conn: Connection, mut inbox: mpsc::Receiver<Request>)
+async fn drive<S>(stream: S, mut conn: Connection, mut inbox: mpsc::Receiver<Request>, heard: Heard)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -328,11 +369,14 @@ where
             read = rd.read(&mut buf) => match read {
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
+                    heard.now();
                     if conn.receive(&buf[..n]).is_err() {
                         return;
                     }
                     while let Some(event) = conn.poll_event() {
                         hand_over(&mut readers, &mut conn, event).await;
+                        // A reader that is behind holds the socket; its rows are progress.
+                        heard.now();
                     }
                 }
             },

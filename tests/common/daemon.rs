@@ -17,6 +17,14 @@ pub struct Running {
 }
 
 pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Running {
+    // HOTSPOT_EDGE_TEST_LOG=1 prints the daemon's log (info and up) to the test's output: how a
+    // race seen only under qemu in CI is read back.
+    if std::env::var_os("HOTSPOT_EDGE_TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_test_writer()
+            .try_init();
+    }
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let task = tokio::spawn(async move {

@@ -34,6 +34,8 @@ struct Faults {
     tag_first: bool,
     /// Wait this long before every reply.
     delay: Duration,
+    /// Wait this long between the sentences of one reply (a slow router streaming a long print).
+    row_gap: Duration,
     /// Stop answering until this instant (the socket stays open: a half-dead router).
     stall_until: Option<tokio::time::Instant>,
     /// Accept connections and close them at once (router rebooting, API service off).
@@ -131,6 +133,10 @@ impl Simulator {
     }
     pub fn set_delay(&self, d: Duration) {
         lock(&self.inner.faults).delay = d;
+    }
+    /// Sends each sentence of a reply on its own, `d` apart.
+    pub fn set_row_gap(&self, d: Duration) {
+        lock(&self.inner.faults).row_gap = d;
     }
     pub fn stall_for(&self, d: Duration) {
         lock(&self.inner.faults).stall_until = Some(tokio::time::Instant::now() + d);
@@ -242,9 +248,9 @@ impl Simulator {
         replies: Vec<Sentence>,
     ) -> bool {
         let tag = words.iter().find(|w| w.starts_with(".tag=")).cloned();
-        let (delay, stall, tag_first) = {
+        let (delay, stall, tag_first, row_gap) = {
             let f = lock(&self.inner.faults);
-            (f.delay, f.stall_until, f.tag_first)
+            (f.delay, f.stall_until, f.tag_first, f.row_gap)
         };
         if let Some(until) = stall {
             tokio::time::sleep_until(until).await;
@@ -262,6 +268,13 @@ impl Simulator {
                 }
             }
             out.extend_from_slice(&encode_sentence(&s));
+            if !row_gap.is_zero() {
+                if stream.write_all(&out).await.is_err() {
+                    return false;
+                }
+                out.clear();
+                tokio::time::sleep(row_gap).await;
+            }
         }
         stream.write_all(&out).await.is_ok()
     }
