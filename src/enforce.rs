@@ -809,7 +809,44 @@ impl<L: NasLink> Enforcer<L> {
                 )
                 .await?;
         }
+        self.let_returning_devices_in(b).await?;
         self.jobs_wake.notify_one();
+        Ok(())
+    }
+
+    /// Devices back at the portal whose user still has time (openNDS restarted, or ended the
+    /// session on its own timer or idle timeout) are logged in again, as a payment's device is.
+    async fn let_returning_devices_in(&self, b: &impl Nas) -> Result<(), StepError> {
+        let returning = b.returning_devices();
+        if returning.is_empty() {
+            return Ok(());
+        }
+        let macs: Vec<String> = returning.iter().map(|d| d.mac.clone()).collect();
+        let owners = self
+            .store
+            .call(move |s| -> Result<Vec<Option<String>>, StoreError> {
+                macs.iter()
+                    .map(|m| s.owner_of_returning_device(m))
+                    .collect()
+            })
+            .await??;
+        for (crate::nas::WaitingDevice { mac, ip }, owner) in returning.into_iter().zip(owners) {
+            let Some(username) = owner else { continue };
+            let job = Job::LoginDevice {
+                username: username.clone(),
+                mac: mac.clone(),
+                ip,
+            };
+            match self.execute(b, &job, false).await {
+                Ok(()) => {
+                    tracing::info!(user = %username, %mac, "a paid device back at the portal was let in again");
+                }
+                Err(StepError::Router(e)) if e.is_link() => return Err(StepError::Router(e)),
+                Err(e) => {
+                    tracing::warn!(user = %username, %mac, error = %e, "a paid device back at the portal could not be let in again");
+                }
+            }
+        }
         Ok(())
     }
 }

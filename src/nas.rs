@@ -43,6 +43,13 @@ pub struct ActiveSession {
     pub bytes_out: u64,
 }
 
+/// A device at the NAS's portal, not logged in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitingDevice {
+    pub mac: String,
+    pub ip: Option<String>,
+}
+
 /// What the router says about itself.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -89,6 +96,12 @@ pub trait Nas: Send + Sync {
         ip: Option<&str>,
     ) -> impl Future<Output = Result<(), E>> + Send;
     fn health(&self) -> impl Future<Output = Result<Health, E>> + Send;
+    /// Devices the last [`Nas::active`] saw at the portal, not logged in: after a NAS restart
+    /// or a session it ended by itself, a paid device comes back here. Empty for a NAS that
+    /// lets such devices back in itself (RouterOS MAC cookies).
+    fn returning_devices(&self) -> Vec<WaitingDevice> {
+        Vec::new()
+    }
 }
 
 /// How the enforcer reaches its NAS: a RouterOS API connection that may drop and come back, or

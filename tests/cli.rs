@@ -258,7 +258,7 @@ fn json_output_parses_for_every_listing() {
     let status = json(&e.config, &["status"]);
     assert_eq!(status["site"], "cli-test");
     assert_eq!(status["payments"], 1);
-    assert_eq!(status["database"]["schema-version"], 4);
+    assert_eq!(status["database"]["schema-version"], 5);
     let outbox = json(&e.config, &["outbox", "list"]);
     assert_eq!(outbox[0]["type"], "plan.upserted");
 }

@@ -162,7 +162,7 @@ async fn payment_authenticates_usage_is_read_and_expiry_deauthenticates() {
         c["session_end"].as_i64().unwrap() - c["session_start"].as_i64().unwrap(),
         120
     );
-    r.nds(&["_traffic", MAC, "40000", "900000"]);
+    r.nds(&["_traffic", MAC, "40960", "921600"]);
     until("the device is deauthenticated at expiry", 10, || {
         r.client(MAC).is_none()
     })
@@ -186,16 +186,19 @@ async fn payment_authenticates_usage_is_read_and_expiry_deauthenticates() {
     assert_eq!(u["state"], "expired", "{u}");
     assert_eq!(r.events("session.started").await.len(), 1);
     assert_eq!(ended[0]["payload"]["reason"], "expired");
-    // ndsctl counters are kB (x1000): 40 kB up, 900 kB down reached the store.
+    // ndsctl counters are KiB (x1024): 40 KiB up, 900 KiB down reached the store.
     let used = &ended[0]["payload"];
     assert_eq!(
         (used["bytes-in"].as_u64(), used["bytes-out"].as_u64()),
-        (Some(40_000), Some(900_000)),
+        (Some(40_960), Some(921_600)),
         "{used}"
     );
     let log = r.nds(&["_log"]);
     assert!(
-        log.contains(&format!("auth aa:bb:cc:00:00:01 2 512 2000 0 0 he={user}")),
+        // No data limit: a quota nobody reaches (0 would be openNDS's global quota).
+        log.contains(&format!(
+            "auth aa:bb:cc:00:00:01 2 512 2000 1099511627776 1099511627776 he={user}"
+        )),
         "{log}"
     );
     assert!(log.contains("deauth aa:bb:cc:00:00:01"), "{log}");
@@ -210,8 +213,10 @@ async fn a_stopped_or_busy_opennds_delays_a_login_but_does_not_lose_it() {
     let user = r.pay("R1", "254700000001", "hour", Some(MAC)).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(r.authenticated_as(MAC), None);
-    // Back, but busy for the next few calls (another ndsctl holds the lock): retried.
+    // Back, but busy for the next few calls (another ndsctl holds the lock, then its socket's
+    // queue is full): retried.
     r.nds(&["_busy", "3"]);
+    r.nds(&["_refuse", "2"]);
     r.nds(&["_start"]);
     until("the login is carried out once openNDS answers", 15, || {
         r.authenticated_as(MAC) == Some(format!("he={user}"))
@@ -263,5 +268,34 @@ async fn paying_again_while_online_extends_openndss_own_timeout() {
     })
     .await;
     assert_eq!(r.authenticated_as(MAC), Some(format!("he={user}")));
+    r.stop().await;
+}
+
+/// openNDS 10 (the stand-in): a client throttled at its quota (`AuthBlocked`) is still the
+/// user's session, neither cut off as a stranger nor closed as lost; a stop forgets every client,
+/// and the paid device is let in again when it comes back to the portal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_client_stays_and_a_restart_lets_the_paid_device_back_in() {
+    let r = rig().await;
+    r.nds(&["_connect", MAC, "192.168.8.10"]);
+    let user = r.pay("R1", "254700000001", "hour", Some(MAC)).await;
+    until("logged in", 10, || {
+        r.authenticated_as(MAC) == Some(format!("he={user}"))
+    })
+    .await;
+    r.nds(&["_authblock", MAC]);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(r.client(MAC).unwrap()["state"], "AuthBlocked");
+    assert!(r.events("session.ended").await.is_empty());
+    r.nds(&["_stop"]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    r.nds(&["_start"]);
+    assert_eq!(r.client(MAC), None, "openNDS forgot its clients");
+    r.nds(&["_connect", MAC, "192.168.8.10"]);
+    until("the paid device is let back in", 15, || {
+        r.authenticated_as(MAC) == Some(format!("he={user}"))
+    })
+    .await;
+    assert_eq!(r.user(&user).await["state"], "active");
     r.stop().await;
 }

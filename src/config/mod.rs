@@ -55,7 +55,8 @@ pub struct Config {
 pub struct OpenNdsConfig {
     /// The ndsctl program.
     pub ndsctl: PathBuf,
-    /// Bytes per unit of ndsctl's session counters: 1000 (openNDS 10), 1024 (older builds).
+    /// Bytes per unit of ndsctl's session counters: 1024 (openNDS 9.6.0 through 10.x), 1000
+    /// (9.4-9.5).
     pub counter_unit: u64,
     /// ndsctl exit code 4 (busy) is retried this many times ...
     pub busy_retries: u32,
@@ -67,7 +68,7 @@ impl Default for OpenNdsConfig {
     fn default() -> Self {
         OpenNdsConfig {
             ndsctl: PathBuf::from("/usr/bin/ndsctl"),
-            counter_unit: 1000,
+            counter_unit: 1024,
             busy_retries: 5,
             busy_wait: Span(200),
         }

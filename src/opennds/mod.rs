@@ -10,6 +10,17 @@
 //!
 //! Plans and users are remembered here (the enforcer sends them before every login), since
 //! openNDS cannot hold them.
+//!
+//! openNDS forgets its clients when it stops or restarts, and ends a session on its own timer
+//! or idle timeout: such a device is back at the portal (`Preauthenticated`) when it next tries
+//! to browse. The poll hands those to the enforcer ([`Nas::returning_devices`]), which logs in
+//! the ones whose user still has time.
+//!
+//! More time bought while online: openNDS authenticates only a client at the portal, so its
+//! session end can be moved only by deauthenticating and authenticating again, which needs
+//! `allow_preemptive_authentication 1` (10.x's default; 0 in 9.x): the device is then no longer
+//! listed after the deauth. Without it the device keeps openNDS's old end and is let back in
+//! when it returns to the portal after it; the log says which option to set.
 
 pub mod ndsctl;
 
@@ -19,7 +30,9 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::nas::{ActiveSession, DesiredProfile, DesiredUser, Health, Nas, NasError as E, NasLink};
+use crate::nas::{
+    ActiveSession, DesiredProfile, DesiredUser, Health, Nas, NasError as E, NasLink, WaitingDevice,
+};
 pub use ndsctl::{AuthArgs, NdsClient, Ndsctl, NdsctlSettings};
 
 #[derive(Default)]
@@ -32,6 +45,22 @@ struct Desired {
 pub struct OpenNdsNas {
     ctl: Arc<Ndsctl>,
     desired: Arc<Mutex<Desired>>,
+    /// What the last `ndsctl status` said of `allow_preemptive_authentication`.
+    preemptive: Arc<Mutex<Option<bool>>>,
+    /// Clients at the portal in the last list read.
+    waiting: Arc<Mutex<Vec<WaitingDevice>>>,
+}
+
+/// The minutes given to openNDS for a user without a time limit: 0 would mean openNDS's global
+/// `sessiontimeout` (1440 by default), not unlimited (src/ndsctl_thread.c `ndsctl_auth`: a
+/// duration that is not > 0 keeps the global one). A year.
+const NO_TIME_LIMIT_MINUTES: u64 = 525_600;
+/// The quota (KiB) given to openNDS for a user without a data limit: 1 PiB.
+const NO_QUOTA_KIB: u64 = 1 << 40;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic elsewhere while holding the lock leaves plain data: keep using it.
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// openNDS matches MACs as it stores them: lower case.
@@ -44,12 +73,13 @@ impl OpenNdsNas {
         OpenNdsNas {
             ctl: Arc::new(Ndsctl { settings }),
             desired: Default::default(),
+            preemptive: Default::default(),
+            waiting: Default::default(),
         }
     }
 
     fn desired(&self) -> std::sync::MutexGuard<'_, Desired> {
-        // A panic elsewhere while holding the lock leaves plain data: keep using it.
-        self.desired.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.desired)
     }
 
     /// The limits of `ndsctl auth` for a user as last synchronised.
@@ -61,9 +91,12 @@ impl OpenNdsNas {
                 message: format!("user {user} was not synchronised before the login"),
             });
         };
-        let minutes = u
-            .limit_uptime_ms
-            .map_or(0, |ms| (ms.max(0) as u64).div_ceil(60_000).max(1));
+        let minutes = u.limit_uptime_ms.map_or(NO_TIME_LIMIT_MINUTES, |ms| {
+            u64::try_from(ms)
+                .unwrap_or(0)
+                .div_ceil(60_000)
+                .clamp(1, NO_TIME_LIMIT_MINUTES)
+        });
         let (up_bps, down_bps) = d
             .profiles
             .get(&u.profile)
@@ -71,7 +104,13 @@ impl OpenNdsNas {
             .and_then(crate::units::rate_limit_bps)
             .unwrap_or((0, 0));
         // openNDS has a quota per direction, not a total: each direction gets the whole total.
-        let quota_kb = u.limit_bytes_total.map(|b| b.div_ceil(1000)).unwrap_or(0);
+        // In KiB: openNDS compares it with its byte counters / 1024 (src/auth.c of 9.10.0).
+        // 0 would be openNDS's global quota, not "unlimited" (src/auth.c of 9.10.0: a quota or
+        // rate of 0 takes the config's): no data limit is a quota nobody reaches. A rate of 0
+        // (a plan without one) does take the global rate: the operator's default for the site.
+        let quota_kb = u
+            .limit_bytes_total
+            .map_or(NO_QUOTA_KIB, |b| b.div_ceil(1024).min(NO_QUOTA_KIB));
         Ok(AuthArgs {
             minutes,
             upload_kbps: up_bps.div_ceil(1000),
@@ -87,6 +126,42 @@ impl OpenNdsNas {
             .iter()
             .filter(|c| c.authenticated() && c.user.as_deref() == Some(user))
             .collect()
+    }
+
+    /// Authenticates the user's online devices again with `a` (preemptive authentication:
+    /// deauth, then auth by MAC), where openNDS's end is short of the new one; each is read back.
+    async fn extend_online(&self, user: &str, a: &AuthArgs) -> Result<(), E> {
+        // openNDS's session_end is Unix seconds by this machine's clock.
+        let now = crate::clock::Clock::read(&crate::clock::SystemClock).wall_ms / 1000;
+        let wanted_end = now + i64::try_from(a.minutes).unwrap_or(i64::MAX / 120) * 60;
+        let clients = self.ctl.clients().await?;
+        for c in Self::theirs(&clients, user) {
+            if c.session_end.is_some_and(|end| end + 60 < wanted_end) {
+                self.ctl.deauth(&target(&c.mac)).await?;
+                // Preemptive authentication: the device is no longer in the list after the
+                // deauth, and openNDS finds it by MAC.
+                self.ctl.auth(&target(&c.mac), a).await?;
+                self.confirm_authenticated(user, &c.mac).await?;
+                tracing::info!(%user, mac = %c.mac, minutes = a.minutes, "openNDS session extended (authenticated again)");
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the list back: `mac` must be let through as `user`.
+    async fn confirm_authenticated(&self, user: &str, mac: &str) -> Result<(), E> {
+        let clients = self.ctl.clients().await?;
+        match clients.iter().find(|c| c.mac == mac) {
+            Some(c) if c.authenticated() && c.user.as_deref() == Some(user) => Ok(()),
+            other => Err(E::Unconfirmed(format!(
+                "openNDS answered yes to ndsctl auth {mac} for {user}, but lists it as {}",
+                other.map_or("absent".to_string(), |c| format!(
+                    "{} ({})",
+                    c.state,
+                    c.user.as_deref().unwrap_or("not ours")
+                ))
+            ))),
+        }
     }
 
     /// Deauthenticates these clients, then reads the list again: any still authenticated is an
@@ -137,26 +212,29 @@ impl Nas for OpenNdsNas {
             .as_ref()
             .is_none_or(|p| p.disabled || u.limit_uptime_ms > p.limit_uptime_ms);
         let a = self.auth_args(&u.name)?;
-        if a.minutes == 0 || !grew {
+        if !grew {
             return Ok(());
         }
-        // openNDS's session_end is Unix seconds by this machine's clock.
-        let now = crate::clock::Clock::read(&crate::clock::SystemClock).wall_ms / 1000;
-        let wanted_end = now + (a.minutes as i64) * 60;
-        let clients = self.ctl.clients().await?;
-        for c in Self::theirs(&clients, &u.name) {
-            if c.session_end.is_some_and(|end| end + 60 < wanted_end) {
-                self.ctl.deauth(&target(&c.mac)).await?;
-                // Needs openNDS's allow_preemptive_authentication '1' (its default): the
-                // device is no longer in the list after the deauth.
-                self.ctl.auth(&target(&c.mac), &a).await.map_err(|e| {
-                    tracing::error!(user = %u.name, mac = %c.mac, error = %e, "re-authentication with the new time failed: set allow_preemptive_authentication '1' in /etc/config/opennds");
-                    e
-                })?;
-                tracing::info!(user = %u.name, mac = %c.mac, minutes = a.minutes, "openNDS session extended (authenticated again)");
+        if *lock(&self.preemptive) != Some(true) {
+            // Without preemptive authentication a deauthenticated device cannot be authenticated
+            // again until it returns to the portal: it keeps openNDS's old session end instead,
+            // and is let back in after it (the poll's returning devices).
+            let theirs = self.ctl.clients().await?;
+            if !Self::theirs(&theirs, &u.name).is_empty() {
+                tracing::warn!(user = %u.name, "more time bought while online: openNDS keeps the old session end (allow_preemptive_authentication is 0), so the device is cut off then until it comes back to the portal, where it is let in again. Set option allow_preemptive_authentication '1' in /etc/config/opennds to extend sessions in place");
             }
+            return Ok(());
         }
-        Ok(())
+        let extended = self.extend_online(&u.name, &a).await;
+        if extended.is_err() {
+            // Not done: the retry must see the limit as grown again, or it does nothing.
+            let mut d = self.desired();
+            match previous {
+                Some(p) => d.users.insert(u.name.clone(), p),
+                None => d.users.remove(&u.name),
+            };
+        }
+        extended
     }
 
     async fn remove_user(&self, name: &str) -> Result<bool, E> {
@@ -211,10 +289,16 @@ impl Nas for OpenNdsNas {
     }
 
     async fn active(&self, _server: Option<&str>) -> Result<Vec<ActiveSession>, E> {
-        Ok(self
-            .ctl
-            .clients()
-            .await?
+        let clients = self.ctl.clients().await?;
+        *lock(&self.waiting) = clients
+            .iter()
+            .filter(|c| c.waiting())
+            .map(|c| WaitingDevice {
+                mac: c.mac.clone(),
+                ip: c.ip.clone(),
+            })
+            .collect();
+        Ok(clients
             .into_iter()
             .filter(|c| c.authenticated())
             .map(|c| ActiveSession {
@@ -255,12 +339,22 @@ impl Nas for OpenNdsNas {
             self.ctl.deauth(&target(&c.mac)).await?;
         }
         self.ctl.auth(&target(mac.as_str()), &a).await?;
+        self.confirm_authenticated(user, mac.as_str()).await?;
         tracing::info!(%user, mac = %mac.as_str(), ip = ?ip, minutes = a.minutes, "device authenticated on openNDS");
         Ok(())
     }
 
     async fn health(&self) -> Result<Health, E> {
-        self.ctl.status().await
+        let st = self.ctl.status().await?;
+        let was = std::mem::replace(&mut *lock(&self.preemptive), st.preemptive);
+        if st.preemptive == Some(false) && was != Some(false) {
+            tracing::warn!("openNDS has allow_preemptive_authentication 0: a customer who buys more time while online keeps the old session end and is let back in from the portal after it. Set option allow_preemptive_authentication '1' in /etc/config/opennds");
+        }
+        Ok(st.health)
+    }
+
+    fn returning_devices(&self) -> Vec<WaitingDevice> {
+        lock(&self.waiting).clone()
     }
 }
 
@@ -392,8 +486,8 @@ mod tests {
                 minutes: 61,
                 upload_kbps: 512,
                 download_kbps: 2000,
-                upload_quota_kb: 1501,
-                download_quota_kb: 1501,
+                upload_quota_kb: 1465,
+                download_quota_kb: 1465,
                 custom: "he=V1".into(),
             }
         );

@@ -1,7 +1,9 @@
 //! `ndsctl`, openNDS's control program, run as a child process: every call has a timeout, a busy
 //! openNDS (exit code 4: another ndsctl holds the lock) is retried, and the exit codes become
 //! typed errors. `ndsctl json` is parsed here; openNDS prints every value as a string, and
-//! `custom` is printed unescaped, which is why only plain text goes into it (`custom_for`).
+//! `custom` is printed unescaped (src/util.c: `fprintf(fp, "\"custom\":\"%s\",\n", ..., client->custom)`,
+//! v9.10.0 to v10.3.1), which is why only plain text goes into ours (`custom_for`) and why a
+//! list broken by someone else's is repaired before it is read (`repair_custom`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,8 +18,8 @@ pub struct NdsctlSettings {
     /// Exit code 4 (busy) is retried this many times, `busy_wait` times the attempt apart.
     pub busy_retries: u32,
     pub busy_wait: Duration,
-    /// Bytes per unit of `upload_this_session` / `download_this_session`: openNDS 10 divides the
-    /// byte counters by 1000; older builds by 1024.
+    /// Bytes per unit of `upload_this_session` / `download_this_session`: 1024 in every openNDS
+    /// from 9.6.0 through 10.x (src/util.c `download_bytes / 1024`); 1000 only in 9.4-9.5.
     pub counter_unit: u64,
 }
 
@@ -38,8 +40,16 @@ pub struct NdsClient {
 }
 
 impl NdsClient {
+    /// Let through: `Authenticated`, or 10.x's `AuthBlocked` (its quota is used up and a
+    /// throttle rate applies; src/fw.c of 10.x): still a session of this user.
     pub fn authenticated(&self) -> bool {
-        self.state == "Authenticated"
+        self.state == "Authenticated" || self.state == "AuthBlocked"
+    }
+
+    /// At the portal, not let through yet: what a device is after openNDS restarted, or its
+    /// session ended on openNDS's own timer or idle timeout, once it shows up again.
+    pub fn waiting(&self) -> bool {
+        self.state == "Preauthenticated"
     }
 }
 
@@ -94,10 +104,41 @@ pub fn user_of(custom: &str) -> Option<String> {
     String::from_utf8(bytes).ok().filter(|u| !u.is_empty())
 }
 
+/// `ndsctl json` with every client's `custom` line escaped as JSON: openNDS prints the field
+/// raw, one per line (`"custom":"...",`), so a `"` or `\` that another writer (a FAS, BinAuth,
+/// a technician's `ndsctl auth`) put in one client's string breaks the whole list otherwise.
+pub fn repair_custom(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    for line in text.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\n', '\r']);
+        let indent = &body[..body.len() - body.trim_start().len()];
+        let raw = body
+            .trim_start()
+            .strip_prefix("\"custom\":\"")
+            .and_then(|r| r.strip_suffix("\","));
+        match raw {
+            Some(raw) => {
+                out.push_str(indent);
+                out.push_str("\"custom\":");
+                out.push_str(&serde_json::Value::String(raw.to_string()).to_string());
+                out.push(',');
+                out.push_str(&line[body.len()..]);
+            }
+            None => out.push_str(line),
+        }
+    }
+    out
+}
+
 /// Parses `ndsctl json` (all clients). Unknown fields are ignored; a missing MAC or a counter
 /// that is not a number is an error (the output is not what we think it is).
 pub fn parse_clients(text: &str, unit: u64) -> Result<Vec<NdsClient>, String> {
-    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let v: serde_json::Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            serde_json::from_str(&repair_custom(text)).map_err(|_| format!("not JSON: {e}"))?
+        }
+    };
     let Some(clients) = v.get("clients") else {
         return Err("no \"clients\" object".into());
     };
@@ -132,16 +173,47 @@ pub fn parse_clients(text: &str, unit: u64) -> Result<Vec<NdsClient>, String> {
     Ok(out)
 }
 
+/// What `ndsctl status` says: health, and whether openNDS authenticates a client it does not
+/// list (`Preemptive Authentication is Enabled`/`Disabled`; src/util.c, 9.10.0 and 10.3.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NdsStatus {
+    pub health: Health,
+    pub preemptive: Option<bool>,
+}
+
 /// `ndsctl status` is text (`Version: 10.2.0`, `Uptime: 3d 4h ...`, `Gateway Name: ...`).
-pub fn parse_status(text: &str) -> Health {
+pub fn parse_status(text: &str) -> NdsStatus {
+    let preemptive = text.lines().find_map(|l| {
+        let l = l.trim();
+        let rest = l.strip_prefix("Preemptive Authentication is ")?;
+        match rest.trim() {
+            "Enabled" => Some(true),
+            "Disabled" => Some(false),
+            _ => None,
+        }
+    });
+    NdsStatus {
+        health: parse_health(text),
+        preemptive,
+    }
+}
+
+fn parse_health(text: &str) -> Health {
     let get = |key: &str| {
         text.lines().find_map(|l| {
             let (k, v) = l.split_once(':')?;
             (k.trim().eq_ignore_ascii_case(key)).then(|| v.trim().to_string())
         })
     };
+    // 9.10 prints the name in brackets with the node id: `[ rig Node:0ade527c6648  ]`.
+    let identity = get("Gateway Name").unwrap_or_default();
+    let identity = identity
+        .strip_prefix('[')
+        .and_then(|i| i.strip_suffix(']'))
+        .map_or(identity.as_str(), str::trim)
+        .to_string();
     Health {
-        identity: get("Gateway Name").unwrap_or_default(),
+        identity,
         version: get("Version").unwrap_or_default(),
         board: "openNDS".into(),
         cpu_load: None,
@@ -183,7 +255,15 @@ impl Ndsctl {
                 Ok(Ok(out)) => out,
             };
             let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_string();
-            match exit_of(out.status.code()) {
+            let mut exit = exit_of(out.status.code());
+            // Exit 3 with "Connection refused": the socket is there but its queue is full
+            // (openNDS answers one request at a time, running shell scripts for some): busy.
+            if exit == Exit::Broken(3)
+                && String::from_utf8_lossy(&out.stderr).contains("Connection refused")
+            {
+                exit = Exit::Busy;
+            }
+            match exit {
                 Exit::Ok => return Ok(Some(text(&out.stdout))),
                 Exit::No => return Ok(None),
                 Exit::Busy if attempt < s.busy_retries => {
@@ -192,7 +272,8 @@ impl Ndsctl {
                 }
                 Exit::Busy => {
                     return Err(E::Unreachable(format!(
-                        "{command}: openNDS busy (exit 4) after {} tries",
+                        "{command}: openNDS busy (exit {}) after {} tries",
+                        out.status.code().unwrap_or(-1),
                         attempt + 1
                     )))
                 }
@@ -219,7 +300,8 @@ impl Ndsctl {
             .map_err(|e| E::Unconfirmed(format!("ndsctl json: unreadable output: {e}")))
     }
 
-    /// `ndsctl auth TARGET minutes up-kb/s down-kb/s up-kB down-kB custom`; 0 is unlimited.
+    /// `ndsctl auth TARGET minutes up-kb/s down-kb/s up-KiB down-KiB custom`; 0 is openNDS's
+    /// global setting for each (see `auth_args`).
     pub async fn auth(&self, target: &str, a: &AuthArgs) -> Result<(), E> {
         let n = |v: u64| v.to_string();
         let args = [
@@ -248,7 +330,7 @@ impl Ndsctl {
         Ok(self.run(&["deauth", target]).await?.is_some())
     }
 
-    pub async fn status(&self) -> Result<Health, E> {
+    pub async fn status(&self) -> Result<NdsStatus, E> {
         match self.run(&["status"]).await? {
             Some(t) => Ok(parse_status(&t)),
             None => Err(E::Unreachable("ndsctl status: openNDS said no".into())),
@@ -336,6 +418,28 @@ mod tests {
         assert!(parse_clients(empty, 1000).unwrap().is_empty());
     }
 
+    /// openNDS prints `custom` raw: a quote or backslash in one client's string is repaired,
+    /// and every client is read with its string as written.
+    #[test]
+    fn a_raw_quote_in_one_custom_string_is_repaired() {
+        let broken = JSON.replace(
+            "\"custom\":\"none\"",
+            "\"custom\":\"fixed \"by hand\", c:\\temp\"",
+        );
+        assert!(serde_json::from_str::<serde_json::Value>(&broken).is_err());
+        let c = parse_clients(&broken, 1024).unwrap();
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].user.as_deref(), Some("V-7K2Q"));
+        assert_eq!(c[1].user, None);
+        let v: serde_json::Value = serde_json::from_str(&repair_custom(&broken)).unwrap();
+        assert_eq!(
+            v["clients"]["aa:bb:cc:00:00:02"]["custom"],
+            "fixed \"by hand\", c:\\temp"
+        );
+        // Valid lines are left alone, byte for byte.
+        assert_eq!(repair_custom(JSON), JSON);
+    }
+
     #[test]
     fn custom_strings_round_trip() {
         for u in ["V-7K2Q", "alice@cafe", "a,b", "x\"y", "Ωmega", "with space"] {
@@ -351,12 +455,24 @@ mod tests {
 
     #[test]
     fn status_text_gives_health() {
-        let h = parse_status(
+        let st = parse_status(
             "==================\nopenNDS Status\n====\nVersion: 10.2.0\nUptime: 1d 2h 3m 4s\nGateway Name: Cafe Hotspot\n",
         );
+        let h = &st.health;
         assert_eq!(h.version, "10.2.0");
         assert_eq!(h.identity, "Cafe Hotspot");
         assert_eq!(h.uptime.as_deref(), Some("1d 2h 3m 4s"));
+        assert_eq!(st.preemptive, None);
+        // As openNDS 9.10.0 prints it (recorded from Debian 12's package in the test rig).
+        let st = parse_status(
+            "==================\nopenNDS Status\n====\nVersion: 9.10.0\nUptime: 5s\nGateway Name: [ rig Node:0ade527c6648  ]\nDebug Level: [ 1 ]\nManaged interface: br-lan\nPreemptive Authentication is Disabled\nBinauth: Disabled\n",
+        );
+        assert_eq!(st.health.identity, "rig Node:0ade527c6648");
+        assert_eq!(st.preemptive, Some(false));
+        assert_eq!(
+            parse_status("Preemptive Authentication is Enabled\n").preemptive,
+            Some(true)
+        );
     }
 
     #[test]

@@ -336,6 +336,23 @@ impl Store {
         Ok(out)
     }
 
+    /// The user a device that came back to the portal belongs to: the one of its latest
+    /// session, while that user is active with a grant not ended and the device has no open
+    /// session. `None` for a device nobody paid for (or whose user has run out).
+    pub fn owner_of_returning_device(&self, mac: &str) -> Result<Option<String>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT u.username, u.state = 'active'
+                    AND EXISTS (SELECT 1 FROM grants g WHERE g.user_id = u.id AND g.state != 'ended')
+                    AND NOT EXISTS (SELECT 1 FROM sessions o WHERE o.mac = ?1 AND o.ended_at IS NULL)
+             FROM sessions s JOIN users u ON u.id = s.user_id
+             WHERE s.mac = ?1 ORDER BY s.id DESC LIMIT 1",
+        )?;
+        let row: Option<(String, bool)> = stmt
+            .query_row([mac], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        Ok(row.and_then(|(user, ok)| ok.then_some(user)))
+    }
+
     /// Our open sessions with what a NAS knows them by: all of them, or of one user, or the one
     /// with this NAS session id.
     pub fn open_sessions_for(

@@ -162,6 +162,10 @@ ALTER TABLE plans ADD COLUMN idle_timeout_ms INTEGER CHECK (idle_timeout_ms > 0)
     r#"
 CREATE INDEX sessions_open ON sessions (id) WHERE ended_at IS NULL;
 "#,
+    // 5: a device back at an openNDS portal is matched to the user it last had a session as.
+    r#"
+CREATE INDEX sessions_mac ON sessions (mac, id);
+"#,
 ];
 
 pub fn latest_version() -> i64 {
