@@ -310,19 +310,31 @@ busy-wait = "50ms"
     }
 }
 
-/// The whole path on the real openNDS: a device on the portal, a payment with its MAC, openNDS
-/// lets it through with the plan's limits, traffic is counted in openNDS's real unit (1024), and
-/// at the deadline the device is deauthenticated and the internet closes again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_paying_device_gets_through_is_counted_and_is_cut_off_at_its_deadline() {
-    let _one = ONE_AT_A_TIME.lock().await;
-    let Some(nds) = Nds::up() else { return };
-    nds.start(&[]);
+/// The rig with openNDS started (its config plus `extra`) and client 1 at the portal with a
+/// lease, not let through; None where the real openNDS cannot run. The guard keeps other tests
+/// off the machine's one openNDS until the rig is gone.
+async fn one_client(
+    extra: &[&str],
+) -> Option<(tokio::sync::MutexGuard<'static, ()>, Nds, String, String)> {
+    let one = ONE_AT_A_TIME.lock().await;
+    let nds = Nds::up()?;
+    nds.start(extra);
     let (mac, ip) = nds.lease(1);
     assert!(
         !nds.online(1),
         "a device that has not paid is held at the portal"
     );
+    Some((one, nds, mac, ip))
+}
+
+/// The whole path on the real openNDS: a device on the portal, a payment with its MAC, openNDS
+/// lets it through with the plan's limits, traffic is counted in openNDS's real unit (1024), and
+/// at the deadline the device is deauthenticated and the internet closes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paying_device_gets_through_is_counted_and_is_cut_off_at_its_deadline() {
+    let Some((_one, nds, mac, ip)) = one_client(&[]).await else {
+        return;
+    };
     wait_for("openNDS lists the device as preauthenticated", 10, || {
         nds.state(&mac).as_deref() == Some("Preauthenticated")
     })
@@ -370,20 +382,18 @@ async fn a_paying_device_gets_through_is_counted_and_is_cut_off_at_its_deadline(
 /// Paying again while online extends the time without cutting the customer off, whether
 /// openNDS allows preemptive authentication (10.x's default) or not (9.x's).
 async fn extension_keeps_the_device_online(preemptive: bool) {
-    let _one = ONE_AT_A_TIME.lock().await;
-    let Some(nds) = Nds::up() else { return };
     let option = format!(
         "allow_preemptive_authentication {}",
         if preemptive { 1 } else { 0 }
     );
-    nds.start(&[&option]);
-    let (mac, ip) = nds.lease(1);
-    assert!(!nds.online(1));
+    let Some((_one, nds, mac, ip)) = one_client(&[&option]).await else {
+        return;
+    };
     let site = Site::start("").await;
     let user = site.pay("R1", "hour", Some((&mac, &ip))).await;
     wait_for("the paying device gets through", 15, || nds.online(1)).await;
     wait_for("the store has its session", 10, || {
-        futures_lite_block(site.open_sessions(&user)) == 1
+        block_on_here(site.open_sessions(&user)) == 1
     })
     .await;
     let end = |c: Value| {
@@ -420,7 +430,7 @@ async fn extension_keeps_the_device_online(preemptive: bool) {
 }
 
 /// Runs a future to completion from a sync closure (the waits check the store too).
-fn futures_lite_block<F: std::future::Future>(f: F) -> F::Output {
+fn block_on_here<F: std::future::Future>(f: F) -> F::Output {
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
 }
 
@@ -476,16 +486,14 @@ async fn a_broken_custom_string_on_one_client_does_not_stop_enforcement() {
 /// the portal again, the daemon lets it back in (it paid for an hour).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_an_opennds_restart_a_paid_device_is_let_back_in() {
-    let _one = ONE_AT_A_TIME.lock().await;
-    let Some(nds) = Nds::up() else { return };
-    nds.start(&[]);
-    let (mac, ip) = nds.lease(1);
-    assert!(!nds.online(1));
+    let Some((_one, nds, mac, ip)) = one_client(&[]).await else {
+        return;
+    };
     let site = Site::start("").await;
     let user = site.pay("R1", "hour", Some((&mac, &ip))).await;
     wait_for("the paying device gets through", 15, || nds.online(1)).await;
     wait_for("the store has its session", 10, || {
-        futures_lite_block(site.open_sessions(&user)) == 1
+        block_on_here(site.open_sessions(&user)) == 1
     })
     .await;
     nds.stop();
@@ -497,7 +505,7 @@ async fn after_an_opennds_restart_a_paid_device_is_let_back_in() {
     let u = site.user(&user).await;
     assert_eq!(u["state"], "active", "{u}");
     wait_for("the store has one open session again", 10, || {
-        futures_lite_block(site.open_sessions(&user)) == 1
+        block_on_here(site.open_sessions(&user)) == 1
     })
     .await;
     site.stop().await;
