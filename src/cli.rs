@@ -893,6 +893,11 @@ fn render_status(v: &Value) -> String {
         txt(g("/jobs/pending")),
         txt(g("/jobs/failed"))
     ));
+    if let Some(warnings) = g("/nas-warnings").as_array() {
+        for w in warnings {
+            s.push_str(&format!("router warning  {}\n", txt(w.clone())));
+        }
+    }
     s
 }
 

@@ -606,6 +606,8 @@ impl<L: NasLink> Enforcer<L> {
         let mut generation = self.link.generation();
         let mut last = tokio::time::Instant::now();
         let mut took = Duration::ZERO;
+        // What `status` was last told about the NAS's settings.
+        let mut warned: Option<Vec<String>> = None;
         loop {
             let reconnected = tokio::select! {
                 _ = stop.changed() => return,
@@ -631,7 +633,16 @@ impl<L: NasLink> Enforcer<L> {
             };
             took = last.elapsed();
             match polled {
-                Ok(()) => {}
+                Ok(()) => {
+                    let now = b.warnings();
+                    if warned.as_ref() != Some(&now) {
+                        let w = now.clone();
+                        if let Ok(Err(e)) = self.store.call(move |s| s.set_nas_warnings(&w)).await {
+                            tracing::warn!(error = %e, "recording the NAS's warnings");
+                        }
+                        warned = Some(now);
+                    }
+                }
                 Err(StepError::Router(e)) if e.is_link() => self.link.broken(&e).await,
                 Err(StepError::Gone(_)) => return,
                 Err(e) => tracing::warn!(error = %e, "router poll"),

@@ -102,6 +102,11 @@ pub trait Nas: Send + Sync {
     fn returning_devices(&self) -> Vec<WaitingDevice> {
         Vec::new()
     }
+    /// What is wrong with the NAS's own settings for our use, in words an operator acts on
+    /// (shown by `status` and the heartbeat).
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// How the enforcer reaches its NAS: a RouterOS API connection that may drop and come back, or

@@ -299,3 +299,44 @@ async fn a_throttled_client_stays_and_a_restart_lets_the_paid_device_back_in() {
     assert_eq!(r.user(&user).await["state"], "active");
     r.stop().await;
 }
+
+/// openNDS without preemptive authentication (9.x's default): `status` (and so the heartbeat)
+/// says which option to set, read from `ndsctl status` when the daemon connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_names_the_opennds_option_when_preemptive_authentication_is_off() {
+    let r = rig().await;
+    let warnings = || async {
+        let clock = r.daemon.clock.clone();
+        r.daemon
+            .store
+            .call(move |s| {
+                let now = s.now(clock.as_ref()).unwrap();
+                s.status("nds", &now).unwrap()["nas-warnings"].clone()
+            })
+            .await
+            .unwrap()
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        warnings().await,
+        serde_json::json!([]),
+        "10.x's default: on"
+    );
+    // The operator's openNDS restarts with the option off: the daemon reconnects and reads it.
+    r.nds(&["_preemptive", "0"]);
+    r.nds(&["_stop"]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    r.nds(&["_start"]);
+    let end = Instant::now() + Duration::from_secs(15);
+    loop {
+        let w = warnings().await;
+        if w.to_string()
+            .contains("allow_preemptive_authentication '1'")
+        {
+            break;
+        }
+        assert!(Instant::now() < end, "status never said it: {w}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    r.stop().await;
+}

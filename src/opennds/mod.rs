@@ -55,6 +55,10 @@ pub struct OpenNdsNas {
 /// `sessiontimeout` (1440 by default), not unlimited (src/ndsctl_thread.c `ndsctl_auth`: a
 /// duration that is not > 0 keeps the global one). A year.
 const NO_TIME_LIMIT_MINUTES: u64 = 525_600;
+/// Said in the log, `status` and the heartbeat while openNDS runs without preemptive
+/// authentication.
+const PREEMPTIVE_OFF: &str = "openNDS has allow_preemptive_authentication 0: a customer who buys more time while online keeps the old session end and is let back in from the portal after it. Set option allow_preemptive_authentication '1' in /etc/config/opennds";
+
 /// The quota (KiB) given to openNDS for a user without a data limit: 1 PiB.
 const NO_QUOTA_KIB: u64 = 1 << 40;
 
@@ -348,9 +352,17 @@ impl Nas for OpenNdsNas {
         let st = self.ctl.status().await?;
         let was = std::mem::replace(&mut *lock(&self.preemptive), st.preemptive);
         if st.preemptive == Some(false) && was != Some(false) {
-            tracing::warn!("openNDS has allow_preemptive_authentication 0: a customer who buys more time while online keeps the old session end and is let back in from the portal after it. Set option allow_preemptive_authentication '1' in /etc/config/opennds");
+            tracing::warn!("{PREEMPTIVE_OFF}");
         }
         Ok(st.health)
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        if *lock(&self.preemptive) == Some(false) {
+            vec![PREEMPTIVE_OFF.to_string()]
+        } else {
+            Vec::new()
+        }
     }
 
     fn returning_devices(&self) -> Vec<WaitingDevice> {

@@ -177,6 +177,32 @@ impl Store {
         Ok(())
     }
 
+    /// What the NAS adapter found wrong with the NAS's settings (openNDS without preemptive
+    /// authentication, say), for `status` and the heartbeat: kept here, as `status` runs in
+    /// another process. Written when it changes.
+    pub fn set_nas_warnings(&mut self, warnings: &[String]) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('nas-warnings', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![serde_json::to_string(warnings).unwrap_or_else(|_| "[]".into())],
+        )?;
+        Ok(())
+    }
+
+    pub fn nas_warnings(&self) -> Result<Value, StoreError> {
+        let text: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'nas-warnings'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(text
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_else(|| Value::Array(vec![])))
+    }
+
     pub fn uplink_state(&self) -> Result<Value, StoreError> {
         let text: Option<String> = self
             .conn

@@ -536,6 +536,7 @@ impl Store {
             "next-deadline": time(next.map(|t| now.wall_at(t))),
             "outbox": self.outbox_stats(now)?,
             "uplink": self.uplink_state()?,
+            "nas-warnings": self.nas_warnings()?,
             "jobs": {
                 "pending": count("SELECT count(*) FROM jobs WHERE state = 'pending'")?,
                 "failed": count("SELECT count(*) FROM jobs WHERE state = 'failed'")?,

@@ -108,18 +108,25 @@ nds_start() {
   } > "$dir/opennds.conf"
   # openNDS and its scripts read /etc/opennds/opennds.conf; the rig's is bind-mounted over it in
   # openNDS's own mount namespace (ip netns exec makes one), so the machine's file is untouched.
+  # Ready is when openNDS says so (firewall set up), not when ndsctl first answers: under load
+  # the firewall setup takes seconds more. The log is appended to across restarts.
+  local before
+  before=$(grep -c 'openNDS is now running' "$dir/opennds.log" 2>/dev/null || true)
   # Not through in_ns (a function: $! would be a subshell's pid, not openNDS's).
   ip netns exec "$P-gw" sh -c "mount --bind '$dir/opennds.conf' /etc/opennds/opennds.conf &&
     mount --bind '$dir/misc' /var/lib/misc &&
     exec env PATH='$dir/bin':\$PATH /usr/bin/opennds -f -d 1 -c /etc/opennds/opennds.conf" \
     >>"$dir/opennds.log" 2>&1 &
   echo $! > "$dir/opennds.pid"
-  for _ in $(seq 100); do
-    if ndsctl status 2>/dev/null | grep -q '^Version'; then return 0; fi
+  for _ in $(seq 300); do
+    if [ "$(grep -c 'openNDS is now running' "$dir/opennds.log" 2>/dev/null || true)" -gt "${before:-0}" ] &&
+      ndsctl status 2>/dev/null | grep -q '^Version'; then
+      return 0
+    fi
     sleep 0.2
   done
   tail -40 "$dir/opennds.log" >&2
-  echo "openNDS did not start within 20 s" >&2
+  echo "openNDS did not start within 60 s" >&2
   exit 1
 }
 
