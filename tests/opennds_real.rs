@@ -301,6 +301,17 @@ busy-wait = "50ms"
         started.iter().filter(|e| mine(e)).count() - ended.iter().filter(|e| mine(e)).count()
     }
 
+    /// Client 1 (`mac`, `ip`) pays for an hour: through openNDS, and its session recorded.
+    async fn online_for_an_hour(&self, nds: &Nds, mac: &str, ip: &str) -> String {
+        let user = self.pay("R1", "hour", Some((mac, ip))).await;
+        wait_for("the paying device gets through", 15, || nds.online(1)).await;
+        wait_for("the store has its session", 10, || {
+            block_on_here(self.open_sessions(&user)) == 1
+        })
+        .await;
+        user
+    }
+
     async fn stop(self) {
         let Site {
             daemon, running, ..
@@ -390,12 +401,7 @@ async fn extension_keeps_the_device_online(preemptive: bool) {
         return;
     };
     let site = Site::start("").await;
-    let user = site.pay("R1", "hour", Some((&mac, &ip))).await;
-    wait_for("the paying device gets through", 15, || nds.online(1)).await;
-    wait_for("the store has its session", 10, || {
-        block_on_here(site.open_sessions(&user)) == 1
-    })
-    .await;
+    let user = site.online_for_an_hour(&nds, &mac, &ip).await;
     let end = |c: Value| {
         c["session_end"]
             .as_str()
@@ -490,12 +496,7 @@ async fn after_an_opennds_restart_a_paid_device_is_let_back_in() {
         return;
     };
     let site = Site::start("").await;
-    let user = site.pay("R1", "hour", Some((&mac, &ip))).await;
-    wait_for("the paying device gets through", 15, || nds.online(1)).await;
-    wait_for("the store has its session", 10, || {
-        block_on_here(site.open_sessions(&user)) == 1
-    })
-    .await;
+    let user = site.online_for_an_hour(&nds, &mac, &ip).await;
     nds.stop();
     nds.start(&[]);
     // The phone notices it is held at the portal again (its captive-portal check).

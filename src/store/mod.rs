@@ -624,23 +624,47 @@ fn write_jobs(
 }
 
 impl Store {
+    /// One value of `meta` (small state kept beside the ledger: `status` in another process
+    /// reads it).
+    pub(crate) fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+            .query_row([key], |r| r.get(0))
+            .optional()?)
+    }
+
+    pub(crate) fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute(params![key, value])?;
+        Ok(())
+    }
+
     /// Records settings the store needs outside a decision (kept in `meta`).
     pub fn set_job_max_attempts(&mut self, n: u32) -> Result<(), StoreError> {
-        let current: Option<String> = self
-            .conn
-            .query_row(
-                "SELECT value FROM meta WHERE key = 'job-max-attempts'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if current.as_deref() != Some(n.to_string().as_str()) {
-            self.conn.execute(
-                "INSERT INTO meta (key, value) VALUES ('job-max-attempts', ?1)
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                params![n.to_string()],
-            )?;
+        let n = n.to_string();
+        if self.meta("job-max-attempts")?.as_deref() != Some(n.as_str()) {
+            self.set_meta("job-max-attempts", &n)?;
         }
         Ok(())
+    }
+
+    /// What the NAS adapter found wrong with the NAS's own settings (openNDS without preemptive
+    /// authentication, say), for `status` and the heartbeat. The enforcer writes it when it
+    /// changes.
+    pub fn set_nas_warnings(&mut self, warnings: &[String]) -> Result<(), StoreError> {
+        self.set_meta("nas-warnings", &serde_json::json!(warnings).to_string())
+    }
+
+    /// The NAS warnings as last written (`[]` when none were).
+    pub fn nas_warnings(&self) -> Result<serde_json::Value, StoreError> {
+        Ok(self
+            .meta("nas-warnings")?
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_else(|| serde_json::json!([])))
     }
 }

@@ -1,7 +1,7 @@
 //! The outbox seen from the uplinks: read the oldest events in their wire form, remove what the
 //! cloud acknowledged, and keep the table within its size limit (docs/mqtt.md, "Outbox size").
 
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, TransactionBehavior};
 use serde_json::{json, Value};
 
 use super::{Store, StoreError};
@@ -168,49 +168,14 @@ impl Store {
         if !same {
             let v =
                 json!({"via": via, "state": state, "since": rfc3339(now.wall_ms), "error": error});
-            self.conn.execute(
-                "INSERT INTO meta (key, value) VALUES ('uplink', ?1)
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                params![v.to_string()],
-            )?;
+            self.set_meta("uplink", &v.to_string())?;
         }
         Ok(())
     }
 
-    /// What the NAS adapter found wrong with the NAS's settings (openNDS without preemptive
-    /// authentication, say), for `status` and the heartbeat: kept here, as `status` runs in
-    /// another process. Written when it changes.
-    pub fn set_nas_warnings(&mut self, warnings: &[String]) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT INTO meta (key, value) VALUES ('nas-warnings', ?1)
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            params![serde_json::to_string(warnings).unwrap_or_else(|_| "[]".into())],
-        )?;
-        Ok(())
-    }
-
-    pub fn nas_warnings(&self) -> Result<Value, StoreError> {
-        let text: Option<String> = self
-            .conn
-            .query_row(
-                "SELECT value FROM meta WHERE key = 'nas-warnings'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?;
-        Ok(text
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_else(|| Value::Array(vec![])))
-    }
-
     pub fn uplink_state(&self) -> Result<Value, StoreError> {
-        let text: Option<String> = self
-            .conn
-            .query_row("SELECT value FROM meta WHERE key = 'uplink'", [], |r| {
-                r.get(0)
-            })
-            .optional()?;
-        Ok(text
+        Ok(self
+            .meta("uplink")?
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or(Value::Null))
     }
