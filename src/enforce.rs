@@ -24,9 +24,7 @@ use crate::engine::command::{
 };
 use crate::engine::model::UserState;
 use crate::engine::{counter_delta, Command, Engine, Job, OsEntropy};
-use crate::nas::{ActiveSession, DesiredProfile, DesiredUser, Nas, NasLink};
-use crate::routeros::client::RouterError;
-use crate::routeros::link::RouterLink;
+use crate::nas::{ActiveSession, DesiredProfile, DesiredUser, Nas, NasError, NasLink};
 use crate::store::{StoreError, StoreGone, StoreHandle};
 
 #[derive(Debug, Clone)]
@@ -41,14 +39,14 @@ pub struct EnforceSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
     #[error(transparent)]
-    Router(#[from] RouterError),
+    Router(#[from] NasError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Gone(#[from] StoreGone),
 }
 
-pub struct Enforcer<L: NasLink = RouterLink> {
+pub struct Enforcer<L: NasLink> {
     pub store: StoreHandle,
     pub clock: Arc<dyn Clock>,
     pub engine: Arc<Engine>,

@@ -1,13 +1,41 @@
 //! What a NAS (the router that enforces access) must do for hotspot-edge. The enforcer speaks
-//! only to this trait; RouterOS implements it today (`routeros::backend`), a RADIUS NAS
-//! (Disconnect-Request) and openNDS (`ndsctl`) will implement it next. Implementations know *how*;
+//! only to this trait; RouterOS (`routeros::backend`), RADIUS NASes (Disconnect-Request,
+//! `radius::disconnect`) and openNDS (`ndsctl`, `opennds`) implement it. Implementations know *how*;
 //! the engine and the enforcer decide *when*.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 
-pub use crate::routeros::client::RouterError as NasError;
 use NasError as E;
+
+/// Why a NAS call failed. The text names the NAS's own command (`/ip/hotspot/user/add`,
+/// `ndsctl auth`, `Disconnect-Request`), so an operator knows which NAS said it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NasError {
+    #[error("NAS unreachable: {0}")]
+    Unreachable(String),
+    #[error("NAS went silent on {command} for {ms} ms")]
+    Timeout { command: String, ms: u64 },
+    #[error("NAS refused {command}: {message}")]
+    Trap { command: String, message: String },
+    #[error("NAS closed the session (!fatal {0})")]
+    Fatal(String),
+    #[error("NAS login refused for {user}: {message}")]
+    Login { user: String, message: String },
+    #[error("{0}")]
+    Unconfirmed(String),
+}
+
+impl NasError {
+    /// Errors that mean the connection is gone or stuck: rebuild it, and do not count the
+    /// attempt against a job (the NAS did not say no).
+    pub fn is_link(&self) -> bool {
+        matches!(
+            self,
+            NasError::Unreachable(_) | NasError::Timeout { .. } | NasError::Fatal(_)
+        )
+    }
+}
 
 /// A hotspot user as it should be on the router.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -22,32 +22,9 @@ use tokio::sync::mpsc;
 /// A row as `print` returns it: attribute name to value (empty values kept as "").
 pub type Row = BTreeMap<String, String>;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RouterError {
-    #[error("router unreachable: {0}")]
-    Unreachable(String),
-    #[error("router went silent on {command} for {ms} ms")]
-    Timeout { command: String, ms: u64 },
-    #[error("router refused {command}: {message}")]
-    Trap { command: String, message: String },
-    #[error("router closed the session (!fatal {0})")]
-    Fatal(String),
-    #[error("router login refused for {user}: {message}")]
-    Login { user: String, message: String },
-    #[error("{0}")]
-    Unconfirmed(String),
-}
-
-impl RouterError {
-    /// Errors that mean the connection is gone or stuck: rebuild it, and do not count the
-    /// attempt against a job (the router did not say no).
-    pub fn is_link(&self) -> bool {
-        matches!(
-            self,
-            RouterError::Unreachable(_) | RouterError::Timeout { .. } | RouterError::Fatal(_)
-        )
-    }
-}
+/// The RouterOS adapter reports failures in the NAS port's terms (the enforcer acts on
+/// `is_link` without knowing which NAS it drives).
+pub use crate::nas::NasError as RouterError;
 
 /// A command to send: path, attributes, queries and the property list.
 #[derive(Debug, Clone, Default)]
