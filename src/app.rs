@@ -15,8 +15,20 @@ pub fn open_options(config: &Config, check: bool) -> OpenOptions {
     }
 }
 
+/// The engine's settings, from `[users]` and `[vouchers]`.
+pub fn engine_settings(c: &Config) -> Settings {
+    Settings {
+        payment_username: c.users.payment_username,
+        voucher_username: c.users.voucher_username,
+        password_length: c.users.password_length,
+        bind_mac: c.users.bind_mac,
+        voucher_length: c.vouchers.length,
+        voucher_expiry: c.vouchers.unredeemed_expiry,
+    }
+}
+
 pub fn engine(config: &Config) -> Engine {
-    Engine::new(Settings::from_config(config))
+    Engine::new(engine_settings(config))
 }
 
 /// Opens the store and makes its plans match `[[plans]]` (config-owned plans only: plans pushed

@@ -253,3 +253,23 @@ mod tests {
         assert!(PlanId::parse("").is_err());
     }
 }
+
+/// How the user created by a payment is named (`[users] payment-username`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PaymentUsername {
+    /// A short random name such as `k7m2qp`.
+    Generated,
+    /// The payer's phone number (one account per phone).
+    Phone,
+}
+
+/// How the user created by a redeemed voucher is named (`[users] voucher-username`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VoucherUsername {
+    /// The voucher code is both user name and password (what customers type at the portal).
+    Code,
+    /// A random user name and password, handed out after redemption.
+    Generated,
+}

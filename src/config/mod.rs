@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::domain::{Currency, Plan, PlanId, Validity, VOUCHER_MAX_LEN, VOUCHER_MIN_LEN};
+use crate::domain::{
+    Currency, PaymentUsername, Plan, PlanId, Validity, VoucherUsername, VOUCHER_MAX_LEN,
+    VOUCHER_MIN_LEN,
+};
 use crate::secret::Secret;
 use crate::units::{check_rate_limit, Bytes, Span};
 
@@ -190,24 +193,6 @@ impl Default for EnforcementConfig {
             job_max_attempts: 10,
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PaymentUsername {
-    /// A short random name such as `k7m2qp`.
-    Generated,
-    /// The payer's phone number (one account per phone).
-    Phone,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum VoucherUsername {
-    /// The voucher code is both user name and password (what customers type at the portal).
-    Code,
-    /// A random user name and password, handed out after redemption.
-    Generated,
 }
 
 #[derive(Debug, Clone, Deserialize)]

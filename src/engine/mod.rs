@@ -16,10 +16,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::clock::{rfc3339, Now};
-use crate::config::{Config, PaymentUsername, VoucherUsername};
 use crate::domain::{
-    Currency, Mac, Plan, PlanId, Validity, VoucherCode, VOUCHER_ALPHABET, VOUCHER_MAX_LEN,
-    VOUCHER_MIN_LEN,
+    Currency, Mac, PaymentUsername, Plan, PlanId, Validity, VoucherCode, VoucherUsername,
+    VOUCHER_ALPHABET, VOUCHER_MAX_LEN, VOUCHER_MIN_LEN,
 };
 use crate::units::{check_rate_limit, parse_bytes, parse_span, Span};
 pub use command::Command;
@@ -161,7 +160,7 @@ pub struct Outcome {
     pub jobs: Vec<Job>,
 }
 
-/// The engine's settings, taken from the config.
+/// The engine's settings (`app::engine_settings` takes them from the config).
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub payment_username: PaymentUsername,
@@ -170,19 +169,6 @@ pub struct Settings {
     pub bind_mac: bool,
     pub voucher_length: usize,
     pub voucher_expiry: Option<Span>,
-}
-
-impl Settings {
-    pub fn from_config(c: &Config) -> Self {
-        Settings {
-            payment_username: c.users.payment_username,
-            voucher_username: c.users.voucher_username,
-            password_length: c.users.password_length,
-            bind_mac: c.users.bind_mac,
-            voucher_length: c.vouchers.length,
-            voucher_expiry: c.vouchers.unredeemed_expiry,
-        }
-    }
 }
 
 impl Default for Settings {
