@@ -343,9 +343,22 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
             return EXIT_BAD_CONFIG;
         }
     };
-    if let Cmd::CheckConfig = cli.command {
+    // Only `run` and `check-config` read the files the config names (secrets, CA bundles).
+    let settings = match &cli.command {
+        Cmd::CheckConfig | Cmd::Run => {
+            match crate::daemon::Settings::resolve(loaded.config.clone()) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    eprintln!("{}", loaded.locate(e.span, e.message));
+                    return EXIT_BAD_CONFIG;
+                }
+            }
+        }
+        _ => None,
+    };
+    if let (Cmd::CheckConfig, Some(s)) = (&cli.command, &settings) {
         println!("ok");
-        for w in &loaded.warnings {
+        for w in loaded.warnings.iter().chain(&s.warnings) {
             println!("warning: {w}");
         }
         return EXIT_OK;
@@ -357,11 +370,11 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
     if let Cmd::SignCommand(a) = &cli.command {
         return sign_command(a, Some(&config));
     }
-    if let Cmd::Run = cli.command {
-        for w in &loaded.warnings {
+    if let (Cmd::Run, Some(s)) = (&cli.command, settings) {
+        for w in loaded.warnings.iter().chain(&s.warnings) {
             eprintln!("warning: {}: {w}", path.display());
         }
-        return run_daemon(config);
+        return run_daemon(s);
     }
     let clock = SystemClock;
     let mut store = match app::open_store(&config, &clock, false) {
@@ -392,8 +405,8 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
     }
 }
 
-fn run_daemon(config: Config) -> i32 {
-    crate::logging::init(&config.log);
+fn run_daemon(settings: crate::daemon::Settings) -> i32 {
+    crate::logging::init(&settings.config.log);
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -404,10 +417,10 @@ fn run_daemon(config: Config) -> i32 {
             return 71;
         }
     };
-    match rt.block_on(crate::runtime::run_with(
-        config,
+    match rt.block_on(crate::daemon::run_with(
+        settings,
         Arc::new(SystemClock),
-        crate::runtime::shutdown_signal(),
+        crate::daemon::shutdown_signal(),
         |_| {},
     )) {
         Ok(()) => EXIT_OK,
@@ -415,7 +428,7 @@ fn run_daemon(config: Config) -> i32 {
             tracing::error!(error = %e, "stopped on error");
             eprintln!("error: {e}");
             match e {
-                crate::runtime::RunError::Config(_) => EXIT_BAD_CONFIG,
+                crate::daemon::RunError::Config(_) => EXIT_BAD_CONFIG,
                 _ => EXIT_STORE,
             }
         }
@@ -477,7 +490,7 @@ fn sign_command(a: &SignArgs, config: Option<&Config>) -> i32 {
     .to_string();
     println!(
         "{}",
-        crate::mqtt::remote::envelope(key.expose().as_bytes(), &body)
+        crate::uplink::mqtt::remote::envelope(key.expose().as_bytes(), &body)
     );
     EXIT_OK
 }

@@ -127,8 +127,12 @@ rate-limit = "2M/5M"
     );
     step("check-config");
     cli(&cfg_path, &["check-config"]).await;
-    let config = match config::load(&cfg_path) {
-        Ok(l) => l.config,
+    let (config, settings) = match config::load(&cfg_path).and_then(|l| {
+        crate::daemon::Settings::resolve(l.config.clone())
+            .map(|s| (l.config.clone(), s))
+            .map_err(|e| l.locate(e.span, e.message))
+    }) {
+        Ok(x) => x,
         Err(e) => {
             eprintln!("{e}");
             return 78;
@@ -139,10 +143,9 @@ rate-limit = "2M/5M"
         format: config::LogFormat::Pretty,
     });
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let daemon_cfg = config.clone();
     let daemon = tokio::spawn(async move {
-        crate::runtime::run_with(
-            daemon_cfg,
+        crate::daemon::run_with(
+            settings,
             Arc::new(SystemClock),
             async {
                 let _ = stop_rx.await;

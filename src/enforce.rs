@@ -16,16 +16,16 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
-use crate::clock::Clock;
 use crate::engine::command::{
     DisconnectedArgs, SessionCounters, SessionEndArgs, SessionStartArgs, UsageArgs,
 };
 use crate::engine::model::UserState;
-use crate::engine::{counter_delta, Command, Engine, Job, OsEntropy};
+use crate::engine::{counter_delta, Command, Job};
 use crate::nas::{ActiveSession, DesiredProfile, DesiredUser, Nas, NasError, NasLink};
-use crate::store::{StoreError, StoreGone, StoreHandle};
+use crate::site::Site;
+use crate::store::StoreError;
 
 #[derive(Debug, Clone)]
 pub struct EnforceSettings {
@@ -42,32 +42,37 @@ pub enum StepError {
     Router(#[from] NasError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error(transparent)]
-    Gone(#[from] StoreGone),
 }
 
 pub struct Enforcer<L: NasLink> {
-    pub store: StoreHandle,
-    pub clock: Arc<dyn Clock>,
-    pub engine: Arc<Engine>,
-    pub link: Arc<L>,
-    pub settings: EnforceSettings,
-    /// Notified when new jobs may be due (after a tick, after a poll).
-    pub jobs_wake: Arc<Notify>,
-    /// Notified to poll now.
-    pub poll_wake: Arc<Notify>,
-    /// Set while the deadline timer settles a shared deadline slice by slice: the worker then
-    /// waits for the last slice (or [`SETTLING_WAIT`]) so that one bulk pass, which reads the
-    /// router's whole active list, cuts them all off.
-    pub settling: Arc<std::sync::atomic::AtomicBool>,
+    /// The store, engine, clock and wake-ups. While the deadline timer settles a shared
+    /// deadline slice by slice, the job worker waits for the last slice (or
+    /// [`SETTLING_WAIT`]) so that one bulk pass, which reads the router's whole active list,
+    /// cuts them all off.
+    site: Site,
+    link: Arc<L>,
+    settings: EnforceSettings,
     /// Held by a poll and by a bulk disconnect (until its jobs are recorded done): each reads
     /// the router and then the store, and must not see the other half done.
-    pub router_pass: tokio::sync::Mutex<()>,
+    router_pass: tokio::sync::Mutex<()>,
     /// Profiles already ensured on the current connection (generation, plan): a user sync then
     /// skips the profile check. Cleared by a reconnect or a `sync-plan` job.
-    pub profiles_ok: std::sync::Mutex<HashSet<(u64, String)>>,
+    profiles_ok: std::sync::Mutex<HashSet<(u64, String)>>,
     /// What the poll remembers between looks at the router.
-    pub usage: std::sync::Mutex<UsageMemory>,
+    usage: std::sync::Mutex<UsageMemory>,
+}
+
+impl<L: NasLink> Enforcer<L> {
+    pub fn new(site: Site, link: Arc<L>, settings: EnforceSettings) -> Arc<Self> {
+        Arc::new(Enforcer {
+            site,
+            link,
+            settings,
+            router_pass: Default::default(),
+            profiles_ok: Default::default(),
+            usage: Default::default(),
+        })
+    }
 }
 
 /// Counters seen on the router but not necessarily written (user, bytes in, bytes out per
@@ -179,16 +184,8 @@ impl<L: NasLink> Enforcer<L> {
         cmds: Vec<Command>,
         after: impl FnOnce(&crate::store::Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<(Vec<Result<serde_json::Value, String>>, T), StepError> {
-        let (engine, clock) = (self.engine.clone(), self.clock.clone());
-        let (results, read) = self
-            .store
-            .call(move |s| -> Result<_, StoreError> {
-                let refs: Vec<(Option<&str>, &Command)> = cmds.iter().map(|c| (None, c)).collect();
-                let results =
-                    s.apply_many(&engine, clock.as_ref(), &mut OsEntropy, source, &refs)?;
-                Ok((results, after(s)?))
-            })
-            .await??;
+        let cmds = cmds.into_iter().map(|c| (None, c)).collect();
+        let (results, read) = self.site.apply_many_then(source, cmds, after).await?;
         let results = results
             .into_iter()
             .map(|r| {
@@ -205,32 +202,30 @@ impl<L: NasLink> Enforcer<L> {
             if *stop.borrow() {
                 return;
             }
-            if self.settling.load(std::sync::atomic::Ordering::Acquire) {
+            if self.site.wakeups().is_settling() {
                 tokio::select! {
                     _ = stop.changed() => return,
-                    _ = self.jobs_wake.notified() => {}
+                    _ = self.site.wakeups().jobs().notified() => {}
                     _ = tokio::time::sleep(SETTLING_WAIT) => {}
                 }
             }
-            let clock = self.clock.clone();
             let due = self
-                .store
-                .call(move |s| -> Result<_, StoreError> {
-                    let now = s.now(clock.as_ref())?;
+                .site
+                .read(|s, now| {
                     Ok((
-                        now,
+                        *now,
                         s.due_jobs(now.timeline_ms, JOB_BATCH, JOB_BATCH_HEAVY)?,
                         s.next_job_at()?,
                     ))
                 })
                 .await;
             let (now, jobs, next) = match due {
-                Ok(Ok(x)) => x,
-                Ok(Err(e)) => {
+                Ok(x) => x,
+                Err(StoreError::Gone) => return,
+                Err(e) => {
                     tracing::error!(error = %e, "reading router jobs");
                     (Default::default(), vec![], None)
                 }
-                Err(_) => return,
             };
             let wait = if jobs.is_empty() {
                 next.map(|t| Duration::from_millis((t - now.timeline_ms).clamp(0, 1000) as u64))
@@ -247,7 +242,7 @@ impl<L: NasLink> Enforcer<L> {
             };
             tokio::select! {
                 _ = stop.changed() => return,
-                _ = self.jobs_wake.notified() => {}
+                _ = self.site.wakeups().jobs().notified() => {}
                 _ = generation.changed() => {}
                 _ = tokio::time::sleep(wait) => {}
             }
@@ -256,7 +251,7 @@ impl<L: NasLink> Enforcer<L> {
 
     /// Removes finished jobs from the queue (one transaction).
     async fn jobs_done(&self, ids: Vec<i64>) {
-        if let Ok(Err(e)) = self.store.call(move |s| s.jobs_done(&ids)).await {
+        if let Ok(Err(e)) = self.site.store().call(move |s| s.jobs_done(&ids)).await {
             tracing::error!(error = %e, "recording finished router jobs");
         }
     }
@@ -372,25 +367,24 @@ impl<L: NasLink> Enforcer<L> {
                 self.link.broken(r).await;
             }
         }
-        let (msg, attempts, clock, id) = (e.to_string(), j.attempts, self.clock.clone(), j.id);
+        let (msg, attempts, id) = (e.to_string(), j.attempts, j.id);
         let recorded = self
-            .store
-            .call(move |s| {
-                let now = s.now(clock.as_ref())?;
+            .site
+            .read(move |s, now| {
                 // A link failure is not the router saying no: retry soon, attempt not spent.
                 let retry = if link { 1000 } else { job_backoff_ms(attempts) };
-                s.job_failed(id, &msg, !link, now.timeline_ms + retry, &now)
+                s.job_failed(id, &msg, !link, now.timeline_ms + retry, now)
             })
             .await;
         match recorded {
-            Ok(Ok(true)) => {
+            Ok(true) => {
                 tracing::error!(job = j.id, kind = j.job.kind(), target = %j.job.target(), error = %e, "router job failed for good; see `jobs list`, retry with `jobs retry`")
             }
-            Ok(Ok(false)) => {
+            Ok(false) => {
                 tracing::warn!(job = j.id, kind = j.job.kind(), target = %j.job.target(), error = %e, "router job will be retried")
             }
-            Ok(Err(se)) => tracing::error!(error = %se, "recording a failed router job"),
-            Err(_) => return false,
+            Err(StoreError::Gone) => return false,
+            Err(se) => tracing::error!(error = %se, "recording a failed router job"),
         }
         !link
     }
@@ -414,7 +408,8 @@ impl<L: NasLink> Enforcer<L> {
         let t_start = std::time::Instant::now();
         let names: Vec<String> = reasons.keys().map(|u| u.to_string()).collect();
         let (names, states) = self
-            .store
+            .site
+            .store()
             .call(move |s| s.entitled(&names).map(|st| (names, st)))
             .await??;
         let mut users: HashSet<String> = HashSet::new();
@@ -476,7 +471,7 @@ impl<L: NasLink> Enforcer<L> {
 
     async fn sync_profile(&self, b: &impl Nas, plan: &str) -> Result<(), StepError> {
         let id = plan.to_string();
-        let Some(p) = self.store.call(move |s| s.plan_row(&id)).await?? else {
+        let Some(p) = self.site.store().call(move |s| s.plan_row(&id)).await?? else {
             return Ok(());
         };
         b.ensure_profile(&DesiredProfile {
@@ -493,14 +488,11 @@ impl<L: NasLink> Enforcer<L> {
         &self,
         username: &str,
     ) -> Result<Option<crate::store::router::RouterUser>, StepError> {
-        let (clock, name) = (self.clock.clone(), username.to_string());
+        let name = username.to_string();
         Ok(self
-            .store
-            .call(move |s| {
-                let now = s.now(clock.as_ref())?;
-                s.router_user(&now, &name)
-            })
-            .await??)
+            .site
+            .read(move |s, now| s.router_user(now, &name))
+            .await?)
     }
 
     async fn sync_user(
@@ -593,7 +585,7 @@ impl<L: NasLink> Enforcer<L> {
                 };
                 if u.state == UserState::Active && u.time_left_ms > 0 {
                     b.login(&u.name, &u.password, mac, ip.as_deref()).await?;
-                    self.poll_wake.notify_one();
+                    self.site.poll_nas();
                 }
                 Ok(())
             }
@@ -610,7 +602,7 @@ impl<L: NasLink> Enforcer<L> {
             let reconnected = tokio::select! {
                 _ = stop.changed() => return,
                 _ = generation.changed() => true,
-                _ = self.poll_wake.notified() => false,
+                _ = self.site.wakeups().poll().notified() => false,
                 _ = tokio::time::sleep(self.settings.usage_poll) => false,
             };
             // A poll reads every active session: when asked to poll often (a login after each
@@ -635,14 +627,19 @@ impl<L: NasLink> Enforcer<L> {
                     let now = b.warnings();
                     if warned.as_ref() != Some(&now) {
                         let w = now.clone();
-                        if let Ok(Err(e)) = self.store.call(move |s| s.set_nas_warnings(&w)).await {
+                        if let Ok(Err(e)) = self
+                            .site
+                            .store()
+                            .call(move |s| s.set_nas_warnings(&w))
+                            .await
+                        {
                             tracing::warn!(error = %e, "recording the NAS's warnings");
                         }
                         warned = Some(now);
                     }
                 }
                 Err(StepError::Router(e)) if e.is_link() => self.link.broken(&e).await,
-                Err(StepError::Gone(_)) => return,
+                Err(StepError::Store(StoreError::Gone)) => return,
                 Err(e) => tracing::warn!(error = %e, "router poll"),
             }
         }
@@ -652,19 +649,18 @@ impl<L: NasLink> Enforcer<L> {
     pub async fn poll_once(&self, b: &impl Nas) -> Result<(), StepError> {
         let server = self.settings.hotspot_server.clone();
         let rows = b.active(Some(&server)).await?;
-        let clock = self.clock.clone();
         let on_router_users: Vec<String> = rows.iter().map(|a| a.user.clone()).collect();
         let (ours, barred, pending, timeline_ms) = self
-            .store
-            .call(move |s| -> Result<_, StoreError> {
+            .site
+            .read(move |s, now| {
                 Ok((
                     s.open_sessions_for(None, None)?,
                     s.barred_among(&on_router_users)?,
                     s.pending_disconnects()?,
-                    s.now(clock.as_ref())?.timeline_ms,
+                    now.timeline_ms,
                 ))
             })
-            .await??;
+            .await?;
         // Each router row with our key for it, made once.
         let keyed: Vec<(String, &ActiveSession)> =
             rows.iter().map(|a| (session_key(a), a)).collect();
@@ -819,7 +815,7 @@ impl<L: NasLink> Enforcer<L> {
                 .await?;
         }
         self.let_returning_devices_in(b).await?;
-        self.jobs_wake.notify_one();
+        self.site.wakeups().jobs().notify_one();
         Ok(())
     }
 
@@ -832,7 +828,8 @@ impl<L: NasLink> Enforcer<L> {
         }
         let macs: Vec<String> = returning.iter().map(|d| d.mac.clone()).collect();
         let owners = self
-            .store
+            .site
+            .store()
             .call(move |s| -> Result<Vec<Option<String>>, StoreError> {
                 macs.iter()
                     .map(|m| s.owner_of_returning_device(m))

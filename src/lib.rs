@@ -10,22 +10,22 @@ pub mod cli;
 mod cli_demo;
 pub mod clock;
 pub mod config;
+pub mod daemon;
 pub mod domain;
 pub mod enforce;
 pub mod engine;
 pub mod logging;
-pub mod mqtt;
 pub mod nas;
 #[cfg(feature = "opennds")]
 pub mod opennds;
 #[cfg(feature = "radius")]
 pub mod radius;
 pub mod routeros;
-pub mod runtime;
 pub mod secret;
+pub mod site;
 pub mod store;
+pub mod tls;
 pub mod units;
-#[cfg(feature = "http-uplink")]
-pub mod uplink_http;
+pub mod uplink;
 
-pub use runtime::run;
+pub use daemon::run;

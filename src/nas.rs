@@ -91,6 +91,22 @@ pub struct Health {
     pub uptime: Option<String>,
 }
 
+/// What the NAS link says about itself (the heartbeat's and `status`'s `router` block), the
+/// same shape whichever NAS runs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct NasStatus {
+    /// `routeros`, `opennds` or `radius`.
+    pub kind: &'static str,
+    /// Whether the last call reached it; none where there is no connection to speak of
+    /// (RADIUS NASes are reached over UDP, packet by packet).
+    pub reachable: Option<bool>,
+    pub health: Option<Health>,
+    pub last_error: Option<String>,
+    /// How many times the link came (back) up.
+    pub reconnects: u64,
+}
+
 pub trait Nas: Send + Sync {
     /// One user profile per plan (rate limit, devices), marked as ours.
     fn ensure_profile(&self, p: &DesiredProfile) -> impl Future<Output = Result<(), E>> + Send;
@@ -147,4 +163,6 @@ pub trait NasLink: Send + Sync + 'static {
     fn get(&self) -> impl Future<Output = Result<Self::Nas, E>> + Send;
     /// Tells the link that `e` broke it.
     fn broken(&self, e: &E) -> impl Future<Output = ()> + Send;
+    /// What the link knows of the NAS now (no call to the NAS is made).
+    fn status(&self) -> impl Future<Output = NasStatus> + Send;
 }

@@ -431,20 +431,20 @@ fn sign_command_prints_a_message_the_daemon_accepts() {
         timeline_ms: 0,
         trusted: true,
     };
-    let checks = |key: &'static [u8]| hotspot_edge::mqtt::remote::Checks {
+    let checks = |key: &'static [u8]| hotspot_edge::uplink::mqtt::remote::Checks {
         key,
         site: "s1",
         max_bytes: 65536,
         max_age_ms: 60_000,
     };
-    let r = hotspot_edge::mqtt::remote::check(
+    let r = hotspot_edge::uplink::mqtt::remote::check(
         msg.trim().as_bytes(),
         &checks(b"a-site-command-key-42"),
         &now,
     )
     .unwrap();
     assert_eq!(r.id, "c-77");
-    let bad = hotspot_edge::mqtt::remote::check(
+    let bad = hotspot_edge::uplink::mqtt::remote::check(
         msg.trim().as_bytes(),
         &checks(b"another-key-000000"),
         &now,

@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use common::mosquitto::{Broker, BrokerOptions, Watcher};
 use hotspot_edge::clock::{Clock, SystemClock};
 use hotspot_edge::config;
+use hotspot_edge::daemon::Daemon;
 use hotspot_edge::engine::command::*;
 use hotspot_edge::engine::{Command, OsEntropy};
-use hotspot_edge::mqtt::remote;
 use hotspot_edge::routeros::sim::{Model, Simulator};
-use hotspot_edge::runtime::Daemon;
+use hotspot_edge::uplink::mqtt::remote;
 use serde_json::{json, Value};
 
 const KEY: &str = "test-command-key-0123456789";
@@ -92,7 +92,7 @@ async fn rig(url: &str, extra: &str, router: bool) -> Rig {
 
 impl Rig {
     async fn apply(&self, cmd: Command) -> Result<Value, String> {
-        common::daemon::apply(&self.daemon, None, cmd).await
+        common::daemon::apply(&self.daemon.site, cmd).await
     }
 
     async fn pay(&self, reference: &str) -> Value {
@@ -102,10 +102,11 @@ impl Rig {
     }
 
     async fn pay_many(&self, n: usize) {
-        let clock = self.daemon.clock.clone();
+        let clock = self.daemon.site.clock().clone();
         let engine = Arc::new(hotspot_edge::engine::Engine::new(Default::default()));
         self.daemon
-            .store
+            .site
+            .store()
             .call(move |s| {
                 let cmds: Vec<Command> = (0..n).map(|i| payment(&format!("M{i}"), None)).collect();
                 let refs: Vec<(Option<&str>, &Command)> = cmds.iter().map(|c| (None, c)).collect();
@@ -117,9 +118,10 @@ impl Rig {
     }
 
     async fn status(&self) -> Value {
-        let clock = self.daemon.clock.clone();
+        let clock = self.daemon.site.clock().clone();
         self.daemon
-            .store
+            .site
+            .store()
             .call(move |s| {
                 let now = s.now(clock.as_ref()).unwrap();
                 s.status(SITE, &now).unwrap()

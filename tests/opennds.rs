@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::until;
 use hotspot_edge::clock::SystemClock;
 use hotspot_edge::config;
-use hotspot_edge::runtime::Daemon;
+use hotspot_edge::daemon::Daemon;
 use serde_json::Value;
 
 struct Rig {
@@ -116,15 +116,15 @@ impl Rig {
 
     async fn pay(&self, reference: &str, phone: &str, plan: &str, mac: Option<&str>) -> String {
         let device = mac.map(|m| (m, "192.168.8.10"));
-        common::daemon::pay(&self.daemon, reference, phone, plan, device).await
+        common::daemon::pay(&self.daemon.site, reference, phone, plan, device).await
     }
 
     async fn user(&self, name: &str) -> Value {
-        common::daemon::user(&self.daemon, name).await
+        common::daemon::user(&self.daemon.site, name).await
     }
 
     async fn events(&self, ty: &str) -> Vec<Value> {
-        common::daemon::events(&self.daemon, "nds", ty).await
+        common::daemon::events(&self.daemon.site, "nds", ty).await
     }
 
     async fn stop(self) {
@@ -306,15 +306,12 @@ async fn a_throttled_client_stays_and_a_restart_lets_the_paid_device_back_in() {
 async fn status_names_the_opennds_option_when_preemptive_authentication_is_off() {
     let r = rig().await;
     let warnings = || async {
-        let clock = r.daemon.clock.clone();
         r.daemon
-            .store
-            .call(move |s| {
-                let now = s.now(clock.as_ref()).unwrap();
-                s.status("nds", &now).unwrap()["nas-warnings"].clone()
-            })
+            .site
+            .read(|s, now| s.status("nds", now))
             .await
-            .unwrap()
+            .unwrap()["nas-warnings"]
+            .clone()
     };
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
@@ -338,5 +335,51 @@ async fn status_names_the_opennds_option_when_preemptive_authentication_is_off()
         assert!(Instant::now() < end, "status never said it: {w}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    r.stop().await;
+}
+
+/// The heartbeat's `router` block is the NAS's, whichever NAS runs: for openNDS it says
+/// reachable while ndsctl answers, with the version `ndsctl status` gave, and unreachable with
+/// the error once openNDS is gone (it used to say "configured: false" for every NAS but
+/// RouterOS).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_heartbeat_reports_opennds_as_the_router() {
+    let r = rig().await;
+    let router = || async {
+        hotspot_edge::uplink::mqtt::status::heartbeat(&r.daemon.site, "nds", Instant::now())
+            .await
+            .unwrap()["router"]
+            .clone()
+    };
+    let end = Instant::now() + Duration::from_secs(10);
+    let up = loop {
+        let b = router().await;
+        if b["reachable"] == true {
+            break b;
+        }
+        assert!(
+            Instant::now() < end,
+            "openNDS never reported reachable: {b}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(up["configured"], true, "{up}");
+    assert_eq!(up["kind"], "opennds", "{up}");
+    assert_eq!(up["health"]["version"], "10.2.0", "{up}");
+    assert!(up["last-error"].is_null(), "{up}");
+    r.nds(&["_stop"]);
+    let end = Instant::now() + Duration::from_secs(10);
+    let down = loop {
+        let b = router().await;
+        if b["reachable"] == false {
+            break b;
+        }
+        assert!(Instant::now() < end, "openNDS never reported gone: {b}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        down["last-error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{down}"
+    );
     r.stop().await;
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use hotspot_edge::clock::SystemClock;
 use hotspot_edge::config;
-use hotspot_edge::runtime::Daemon;
+use hotspot_edge::daemon::Daemon;
 use serde_json::Value;
 
 /// One openNDS at a time: its control socket (/tmp/ndsctl.sock) is the machine's.
@@ -282,15 +282,15 @@ busy-wait = "50ms"
     }
 
     async fn pay(&self, reference: &str, plan: &str, device: Option<(&str, &str)>) -> String {
-        common::daemon::pay(&self.daemon, reference, "254700000001", plan, device).await
+        common::daemon::pay(&self.daemon.site, reference, "254700000001", plan, device).await
     }
 
     async fn user(&self, name: &str) -> Value {
-        common::daemon::user(&self.daemon, name).await
+        common::daemon::user(&self.daemon.site, name).await
     }
 
     async fn events(&self, ty: &str) -> Vec<Value> {
-        common::daemon::events(&self.daemon, "nds", ty).await
+        common::daemon::events(&self.daemon.site, "nds", ty).await
     }
 
     /// Sessions the store has open for `user`.

@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use hotspot_edge::clock::{Clock, SystemClock};
 use hotspot_edge::config;
+use hotspot_edge::daemon::{Daemon, RadiusInfo};
 use hotspot_edge::engine::command::*;
 use hotspot_edge::engine::Command;
 use hotspot_edge::radius::packet::{self, attr, vendor, Builder, Packet};
-use hotspot_edge::runtime::{Daemon, RadiusInfo};
 use serde_json::Value;
 use tokio::net::UdpSocket;
 
@@ -27,7 +27,6 @@ struct Rig {
     daemon: Daemon,
     running: common::daemon::Running,
     radius: RadiusInfo,
-    engine: Arc<hotspot_edge::engine::Engine>,
     _dir: tempfile::TempDir,
 }
 
@@ -78,10 +77,8 @@ idle-timeout = "15m"
     let config = config::parse(&text, "rig.toml")
         .unwrap_or_else(|e| panic!("{e}\n{text}"))
         .config;
-    let engine = Arc::new(hotspot_edge::app::engine(&config));
     let running = common::daemon::start(config, Arc::new(SystemClock) as Arc<dyn Clock>).await;
     Rig {
-        engine,
         daemon: running.daemon.clone(),
         radius: running.daemon.radius.clone().expect("RADIUS server"),
         running,
@@ -100,7 +97,7 @@ impl Rig {
     }
 
     async fn apply(&self, cmd: Command) -> Result<Value, String> {
-        common::daemon::apply(&self.daemon, Some(self.engine.clone()), cmd).await
+        common::daemon::apply(&self.daemon.site, cmd).await
     }
 
     /// A cash sale of the hour plan: (user, password).
@@ -122,7 +119,7 @@ impl Rig {
     }
 
     async fn user(&self, name: &str) -> Value {
-        common::daemon::user(&self.daemon, name).await
+        common::daemon::user(&self.daemon.site, name).await
     }
 
     fn stat(
@@ -613,7 +610,7 @@ async fn data_used_up_sends_a_disconnect_retried_through_nak_and_timeout_until_a
     )
     .await;
     assert!(ok, "{out}");
-    let ended = common::daemon::events(&rig.daemon, "r1", "session.ended").await;
+    let ended = common::daemon::events(&rig.daemon.site, "r1", "session.ended").await;
     assert_eq!(ended.len(), 1, "{ended:?}");
     // And the customer is told why at the next login.
     let (ok, out) = radclient(rig.radius.auth, "auth", &pap(&user, &pw)).await;
@@ -659,5 +656,24 @@ async fn accounting_stop_closes_the_session_and_accounting_on_closes_all_of_a_na
     assert!(ok, "{out}");
     let u = rig.user(&b).await;
     assert_eq!(u["sessions"][0]["end-reason"], "nas-restart", "{u}");
+    rig.stop().await;
+}
+
+/// With `kind = "radius"` the heartbeat's `router` block says a RADIUS NAS is configured (it
+/// used to say "configured: false"); there is no connection whose reachability it could claim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_heartbeat_reports_radius_as_the_router() {
+    let rig = rig(3797, "").await;
+    let v = hotspot_edge::uplink::mqtt::status::heartbeat(
+        &rig.daemon.site,
+        "r1",
+        std::time::Instant::now(),
+    )
+    .await
+    .unwrap();
+    let router = &v["router"];
+    assert_eq!(router["configured"], true, "{v}");
+    assert_eq!(router["kind"], "radius", "{v}");
+    assert!(router["reachable"].is_null(), "{v}");
     rig.stop().await;
 }

@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 use common::until;
 use hotspot_edge::clock::{Clock, FakeClock, SystemClock};
 use hotspot_edge::config;
+use hotspot_edge::daemon::Daemon;
 use hotspot_edge::engine::command::*;
 use hotspot_edge::engine::{Command, OsEntropy};
 use hotspot_edge::routeros::meaning;
 use hotspot_edge::routeros::sim::model::PrintForms;
 use hotspot_edge::routeros::sim::{Model, Simulator};
-use hotspot_edge::runtime::Daemon;
 use serde_json::Value;
 
 const NOW_MS: i64 = 1_795_255_200_000;
@@ -118,18 +118,19 @@ probe-interval = "1s"
 
 impl Rig {
     async fn apply(&self, cmd: Command) -> Result<Value, String> {
-        common::daemon::apply(&self.daemon, None, cmd).await
+        common::daemon::apply(&self.daemon.site, cmd).await
     }
 
     async fn pay(&self, reference: &str, plan: &str, mac: &str, ip: &str) -> String {
         let phone = format!("2547000{}", &reference[1..]);
-        common::daemon::pay(&self.daemon, reference, &phone, plan, Some((mac, ip))).await
+        common::daemon::pay(&self.daemon.site, reference, &phone, plan, Some((mac, ip))).await
     }
 
     /// The site's status, as `status` and the heartbeat show it.
     async fn status(&self) -> Value {
         self.daemon
-            .store
+            .site
+            .store()
             .call(|s| {
                 let now = s.now(&SystemClock).unwrap();
                 s.status("rig", &now).unwrap()
@@ -139,16 +140,17 @@ impl Rig {
     }
 
     async fn user(&self, name: &str) -> Value {
-        common::daemon::user(&self.daemon, name).await
+        common::daemon::user(&self.daemon.site, name).await
     }
 
     async fn events(&self, ty: &str) -> Vec<Value> {
-        common::daemon::events(&self.daemon, "rig", ty).await
+        common::daemon::events(&self.daemon.site, "rig", ty).await
     }
 
     async fn audit(&self) -> Vec<(Option<String>, String, String)> {
         self.daemon
-            .store
+            .site
+            .store()
             .call(|s| {
                 let conn = rusqlite::Connection::open(s.path()).unwrap();
                 let mut st = conn
@@ -185,7 +187,8 @@ impl Rig {
     async fn stored_counters(&self, user: &str) -> Vec<(i64, i64)> {
         let user = user.to_string();
         self.daemon
-            .store
+            .site
+            .store()
             .call(move |s| {
                 let conn = rusqlite::Connection::open(s.path()).unwrap();
                 let mut st = conn
@@ -312,7 +315,7 @@ async fn expiry_with_controlled_time_is_exact() {
     let user = r.pay("R1", "hour", "AA:BB:CC:00:00:01", "10.5.50.11").await;
     until("logged in", 5, || r.active_users() == [user.clone()]).await;
     clock.advance(60 * MIN - 1);
-    r.daemon.wake();
+    r.daemon.site.wake();
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(
         r.active_users(),
@@ -320,7 +323,7 @@ async fn expiry_with_controlled_time_is_exact() {
         "1 ms before the end it is still paid for"
     );
     clock.advance(1);
-    r.daemon.wake();
+    r.daemon.site.wake();
     until("cut off at the hour", 3, || r.active_users().is_empty()).await;
     r.stop().await;
 }
@@ -331,7 +334,7 @@ async fn uptime_grant_pauses_while_the_device_is_offline() {
     let r = rig(Arc::new(clock.clone())).await;
     let user = r.pay("R1", "up1h", "AA:BB:CC:00:00:01", "10.5.50.11").await;
     until("logged in", 5, || r.active_users() == [user.clone()]).await;
-    r.daemon.poll_router();
+    r.daemon.site.poll_nas();
     let u = user.clone();
     let started = async || r.events("session.started").await.len();
     let t0 = Instant::now();
@@ -343,7 +346,7 @@ async fn uptime_grant_pauses_while_the_device_is_offline() {
     // The device walks away: the router logs it out by itself (idle timeout).
     let id = r.sim.model().active.rows[0].id;
     r.sim.model().logout(id);
-    r.daemon.poll_router();
+    r.daemon.site.poll_nas();
     let t0 = Instant::now();
     while r.events("session.ended").await.is_empty() {
         assert!(t0.elapsed() < Duration::from_secs(5), "no session.ended");
@@ -354,7 +357,7 @@ async fn uptime_grant_pauses_while_the_device_is_offline() {
         "nas-lost"
     );
     clock.advance(5 * 60 * MIN);
-    r.daemon.wake();
+    r.daemon.site.wake();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let shown = r.user(&u).await;
     assert_eq!(shown["state"], "active");
@@ -405,7 +408,7 @@ async fn data_quota_shared_by_two_devices() {
     r.sim
         .model()
         .traffic("AA:BB:CC:00:00:02", 5_000_000, 20_000_000);
-    r.daemon.poll_router();
+    r.daemon.site.poll_nas();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
         r.active_users().len(),
@@ -414,7 +417,7 @@ async fn data_quota_shared_by_two_devices() {
     );
     assert_eq!(r.user(&code).await["data-left"], 15_000_000);
     r.sim.model().traffic("AA:BB:CC:00:00:02", 0, 16_000_000);
-    r.daemon.poll_router();
+    r.daemon.site.poll_nas();
     until(
         "both devices cut off when the sum crosses 100 MB",
         5,
@@ -436,7 +439,7 @@ async fn router_down_for_a_while_then_everything_due_is_enforced_once() {
     // The API goes away (connection dropped mid-session, then refused).
     r.sim.set_refuse(true);
     clock.advance(61 * MIN);
-    r.daemon.wake();
+    r.daemon.site.wake();
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(
         r.user(&user).await["state"],
@@ -457,7 +460,7 @@ async fn router_down_for_a_while_then_everything_due_is_enforced_once() {
             "not disconnected after the router came back"
         );
         clock.advance(1000);
-        r.daemon.wake();
+        r.daemon.site.wake();
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -470,7 +473,8 @@ async fn router_down_for_a_while_then_everything_due_is_enforced_once() {
     assert_eq!(disconnects, 1, "applied once");
     let jobs = r
         .daemon
-        .store
+        .site
+        .store()
         .call(|s| {
             let now = s.now(&SystemClock).unwrap();
             s.view_jobs(&now, None, 0).unwrap().to_json()
@@ -502,7 +506,7 @@ async fn devices_without_entitlement_are_disconnected_at_reconcile() {
         m.portal_login("intruder", "x", "AA:BB:CC:00:00:09", "10.5.50.99")
             .unwrap();
     }
-    r.daemon.poll_router();
+    r.daemon.site.poll_nas();
     until("the unknown user is disconnected", 5, || {
         r.active_users().is_empty()
     })
@@ -523,7 +527,7 @@ async fn devices_without_entitlement_are_disconnected_at_reconcile() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_fatal_and_stalls_only_cost_a_reconnect() {
     let r = rig(Arc::new(SystemClock)).await;
-    let link = r.daemon.link.clone().unwrap();
+    let link = r.daemon.router_link.clone().unwrap();
     let user = r.pay("R1", "hour", "AA:BB:CC:00:00:01", "10.5.50.11").await;
     until("logged in", 5, || r.active_users() == [user.clone()]).await;
     let before = link.status().await.reconnects;
@@ -534,7 +538,7 @@ async fn garbage_fatal_and_stalls_only_cost_a_reconnect() {
     r.sim.stall_for(Duration::from_secs(3));
     tokio::time::sleep(Duration::from_secs(4)).await;
     let t0 = Instant::now();
-    while !link.status().await.reachable {
+    while link.status().await.reachable != Some(true) {
         assert!(t0.elapsed() < Duration::from_secs(10), "never reconnected");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -571,7 +575,8 @@ async fn ten_thousand_users_and_two_thousand_sessions() {
             .collect();
         let results = r
             .daemon
-            .store
+            .site
+            .store()
             .call(move |s| {
                 let engine = hotspot_edge::engine::Engine::new(Default::default());
                 let refs: Vec<_> = cmds.iter().map(|c| (None, c)).collect();
@@ -587,7 +592,7 @@ async fn ten_thousand_users_and_two_thousand_sessions() {
                 v["password"].as_str().unwrap().into(),
             ));
         }
-        r.daemon.wake();
+        r.daemon.site.wake();
     }
     until("10,000 users on the router", 600, || {
         r.sim.model().users.rows.len() == 10_000
@@ -605,7 +610,7 @@ async fn ten_thousand_users_and_two_thousand_sessions() {
             )
             .unwrap();
     }
-    r.daemon.poll_router();
+    r.daemon.site.poll_nas();
     let t0 = Instant::now();
     loop {
         let status = r.status().await;
@@ -675,13 +680,13 @@ async fn burst(forms: PrintForms, n: usize) {
             t0.elapsed() < Duration::from_secs(20 + n as u64 / 50),
             "the polls did not record {n} sessions"
         );
-        r.daemon.poll_router();
+        r.daemon.site.poll_nas();
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = r.sim.commands();
     clock.advance(60 * MIN);
-    r.daemon.wake();
+    r.daemon.site.wake();
     until(&format!("all {n} cut off"), 10 + n as u64 / 100, || {
         r.active_users().is_empty()
     })
@@ -735,7 +740,7 @@ async fn a_customer_who_pays_again_while_the_router_is_down_stays_online() {
     until("logged in", 5, || r.active_users() == [user.clone()]).await;
     r.sim.set_refuse(true);
     clock.advance(61 * MIN);
-    r.daemon.wake();
+    r.daemon.site.wake();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(r.user(&user).await["state"], "expired");
     // Same phone pays again: same user, entitled again, before the router heard of the expiry.
@@ -776,14 +781,14 @@ async fn counters_are_written_every_usage_save_and_a_lost_session_keeps_its_traf
         r.active_users() == vec![user.clone()]
     })
     .await;
-    r.daemon.poll_router();
+    r.daemon.site.poll_nas();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(r.events("session.started").await.len(), 1);
     r.sim.model().traffic(mac, 3_000_000, 40_000_000);
-    let writes = r.daemon.store.writes();
+    let writes = r.daemon.site.store().writes();
     let before = writes.load(std::sync::atomic::Ordering::SeqCst);
     for _ in 0..3 {
-        r.daemon.poll_router();
+        r.daemon.site.poll_nas();
         tokio::time::sleep(Duration::from_millis(1100)).await;
     }
     assert_eq!(
@@ -795,11 +800,11 @@ async fn counters_are_written_every_usage_save_and_a_lost_session_keeps_its_traf
     // The device leaves (the router logs it out): the session is closed with what the router
     // last showed.
     r.sim.model().traffic(mac, 1_000_000, 2_000_000);
-    r.daemon.poll_router();
+    r.daemon.site.poll_nas();
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let id = r.sim.model().active.by("mac-address", mac).unwrap().id;
     r.sim.model().logout(id).unwrap();
-    r.daemon.poll_router();
+    r.daemon.site.poll_nas();
     let mut ended = Vec::new();
     for _ in 0..50 {
         ended = r.events("session.ended").await;
@@ -874,7 +879,8 @@ async fn a_value_that_cannot_be_compared_fails_the_job_with_both_values() {
     let user = r.pay("R1", "hour", "AA:BB:CC:00:00:01", "10.5.50.11").await;
     let failed = async || {
         r.daemon
-            .store
+            .site
+            .store()
             .call(|s| {
                 let now = s.now(&SystemClock).unwrap();
                 s.view_jobs(&now, Some("failed"), 10).unwrap().rows

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use hotspot_edge::routeros::client::{ApiClient, RouterError, TlsTarget};
 use hotspot_edge::routeros::sim::{Model, Simulator};
-use hotspot_edge::routeros::tls::{self, Trust};
+use hotspot_edge::tls::{self, Trust};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 
 struct Pki {
@@ -142,7 +142,9 @@ fn config_demands_api_ssl_unless_plaintext_is_allowed() {
         "AB:".repeat(31) + "AB"
     );
     let l = hotspot_edge::config::parse(&good, "c.toml").unwrap();
-    assert!(l.config.router_tls().unwrap().is_some());
+    assert!(hotspot_edge::routeros::tls_target(&l.config.router)
+        .unwrap()
+        .is_some());
     assert!(
         l.warnings.iter().any(|w| w.contains("inline")),
         "{:?}",

@@ -375,62 +375,26 @@ pub enum ConfigError {
 pub struct Loaded {
     pub config: Config,
     pub warnings: Vec<String>,
+    /// The file's name and text, to point at a span found later (`daemon::Settings`).
+    path: String,
+    text: String,
 }
 
-impl Config {
-    pub fn site_id(&self) -> &str {
-        &self.site.id.get_ref().0
-    }
-    /// The router API password, from `password-file` (or inline `password`).
-    pub fn router_password(&self) -> Result<Secret, String> {
-        let r = &self.router;
-        crate::secret::resolve(
-            "[router] password",
-            r.password.as_ref(),
-            r.password_file.as_deref(),
-        )?
-        .0
-        .ok_or_else(|| "[router] needs password-file (or password)".to_string())
-    }
-
-    /// API-SSL settings for the router, or `None` for the plain API.
-    pub fn router_tls(&self) -> Result<Option<crate::routeros::client::TlsTarget>, String> {
-        use crate::routeros::tls;
-        let r = &self.router;
-        let trust = match (&r.tls_ca_file, &r.tls_certificate_sha256) {
-            (Some(_), Some(_)) => {
-                return Err("give tls-ca-file or tls-certificate-sha256, not both".into())
-            }
-            (Some(ca), None) => tls::Trust::CaFile(ca.clone()),
-            (None, Some(pin)) => tls::Trust::Pin(tls::parse_pin(pin)?),
-            (None, None) => return Ok(None),
-        };
-        let host = r
-            .tls_server_name
-            .clone()
-            .unwrap_or_else(|| r.host().to_string());
-        Ok(Some(crate::routeros::client::TlsTarget {
-            config: tls::client_config(&trust)?,
-            server_name: tls::server_name(&host)?,
-        }))
-    }
-
-    pub fn plans(&self) -> Vec<Plan> {
-        self.plans.iter().map(PlanConfig::to_plan).collect()
+impl Loaded {
+    /// An error about the part of the file at `span` (none: the file as a whole).
+    pub fn locate(&self, span: Option<std::ops::Range<usize>>, message: String) -> ConfigError {
+        at(&self.text, &self.path, span, message)
     }
 }
 
-pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.display().to_string(),
-        source,
-    })?;
-    parse(&text, &path.display().to_string())
-}
-
-/// Parses and checks config text. `path` is only used in messages.
-pub fn parse(text: &str, path: &str) -> Result<Loaded, ConfigError> {
-    let at = |span: Option<std::ops::Range<usize>>, message: String| match span {
+/// `file:line:col: message`, or `file: message` for an empty span.
+fn at(
+    text: &str,
+    path: &str,
+    span: Option<std::ops::Range<usize>>,
+    message: String,
+) -> ConfigError {
+    match span {
         Some(span) if !(span.start == 0 && span.end == 0 && !text.is_empty()) => {
             let (line, col) = line_col(text, span.start);
             ConfigError::At {
@@ -444,11 +408,38 @@ pub fn parse(text: &str, path: &str) -> Result<Loaded, ConfigError> {
             path: path.to_string(),
             message,
         },
-    };
-    let config: Config =
-        toml::from_str(text).map_err(|e| at(e.span(), e.message().trim().to_string()))?;
-    let warnings = check(&config).map_err(|(span, message)| at(Some(span), message))?;
-    Ok(Loaded { config, warnings })
+    }
+}
+
+impl Config {
+    pub fn site_id(&self) -> &str {
+        &self.site.id.get_ref().0
+    }
+    pub fn plans(&self) -> Vec<Plan> {
+        self.plans.iter().map(PlanConfig::to_plan).collect()
+    }
+}
+
+pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse(&text, &path.display().to_string())
+}
+
+/// Parses and checks config text. `path` is only used in messages. Reads no file: the files
+/// a config names (secrets, CA bundles) are read by `daemon::Settings::resolve`.
+pub fn parse(text: &str, path: &str) -> Result<Loaded, ConfigError> {
+    let config: Config = toml::from_str(text)
+        .map_err(|e| at(text, path, e.span(), e.message().trim().to_string()))?;
+    let warnings = check(&config).map_err(|(span, message)| at(text, path, Some(span), message))?;
+    Ok(Loaded {
+        config,
+        warnings,
+        path: path.to_string(),
+        text: text.to_string(),
+    })
 }
 
 /// Checks that need more than one field. Errors carry the span of the field at fault.
@@ -536,19 +527,30 @@ fn check(c: &Config) -> Result<Vec<String>, (std::ops::Range<usize>, String)> {
             }
             (false, true) => warnings.push("[router] allow-plaintext: the RouterOS password crosses the network in clear; use it only on a link you trust".into()),
             (true, false) => {
-                c.router_tls().map_err(|m| (0..0, format!("[router] {m}")))?;
+                if r.tls_ca_file.is_some() && r.tls_certificate_sha256.is_some() {
+                    return Err((0..0, "[router] give tls-ca-file or tls-certificate-sha256, not both".into()));
+                }
+                if let Some(pin) = &r.tls_certificate_sha256 {
+                    crate::tls::parse_pin(pin).map_err(|m| (0..0, format!("[router] {m}")))?;
+                }
             }
         }
-        let (secret, warning) = crate::secret::resolve(
-            "[router] password",
-            r.password.as_ref(),
-            r.password_file.as_deref(),
-        )
-        .map_err(|m| (0..0, m))?;
-        if secret.is_none() {
-            return Err((0..0, "[router] needs password-file (or password)".into()));
+        match (&r.password, &r.password_file) {
+            (None, None) => {
+                return Err((0..0, "[router] needs password-file (or password)".into()))
+            }
+            // Inline only: the file is read by `daemon::Settings::resolve`.
+            (Some(_), _) => warnings.extend(
+                crate::secret::resolve(
+                    "[router] password",
+                    r.password.as_ref(),
+                    r.password_file.as_deref(),
+                )
+                .map_err(|m| (0..0, m))?
+                .1,
+            ),
+            (None, Some(_)) => {}
         }
-        warnings.extend(warning);
         for (name, span) in [
             ("connect-timeout", r.connect_timeout),
             ("command-timeout", r.command_timeout),
@@ -585,20 +587,10 @@ fn check(c: &Config) -> Result<Vec<String>, (std::ops::Range<usize>, String)> {
                 "[opennds] busy-retries at most 50 and busy-wait at most 5s: a busy openNDS must not hold the enforcer for minutes".into(),
             ));
         }
-        if !o.ndsctl.exists() {
-            warnings.push(format!(
-                "[opennds] ndsctl {} does not exist here: is openNDS installed (opkg install opennds)?",
-                o.ndsctl.display()
-            ));
-        }
     }
     match (&c.radius, c.router.kind) {
         (Some(r), _kind) => {
             warnings.extend(radius::check_radius(r.get_ref()).map_err(|e| (r.span(), e))?);
-            // Reads and checks the client secrets as the daemon will.
-            #[cfg(feature = "radius")]
-            crate::radius::RadiusSettings::resolve(r.get_ref(), _kind != RouterKind::Routeros)
-                .map_err(|e| (r.span(), e))?;
             #[cfg(not(feature = "radius"))]
             return Err((
                 r.span(),
@@ -616,8 +608,6 @@ fn check(c: &Config) -> Result<Vec<String>, (std::ops::Range<usize>, String)> {
     }
     if let Some(m) = &c.mqtt {
         warnings.extend(uplink::check_mqtt(m.get_ref()).map_err(|e| (m.span(), e))?);
-        // Reads the key, password and certificate files as the daemon will.
-        crate::mqtt::MqttSettings::resolve(m.get_ref(), c.site_id()).map_err(|e| (m.span(), e))?;
     }
     if let Some(h) = &c.uplink.http {
         if c.mqtt.is_none() {
@@ -627,8 +617,6 @@ fn check(c: &Config) -> Result<Vec<String>, (std::ops::Range<usize>, String)> {
             ));
         }
         warnings.extend(uplink::check_http(h).map_err(|e| (0..0, e))?);
-        #[cfg(feature = "http-uplink")]
-        crate::uplink_http::HttpSettings::resolve(h, c.site_id()).map_err(|e| (0..0, e))?;
         #[cfg(not(feature = "http-uplink"))]
         return Err((
             0..0,
@@ -686,41 +674,6 @@ time = "1h"
     }
 
     #[test]
-    fn mqtt_files_are_read_and_checked_once_at_load() {
-        let dir = tempfile::tempdir().unwrap();
-        let key = dir.path().join("key");
-        std::fs::write(&key, "short\n").unwrap();
-        let mqtt = |extra: &str| {
-            format!(
-                "{GOOD}\n[mqtt]\nurl = \"mqtt://127.0.0.1:1883\"\ncommand-key-file = \"{}\"\n{extra}",
-                key.display()
-            )
-        };
-        assert!(
-            err(&mqtt("")).contains("shorter than 16"),
-            "{}",
-            err(&mqtt(""))
-        );
-        std::fs::write(&key, "a-long-enough-command-key\n").unwrap();
-        let l = parse(
-            &mqtt("password = \"inline-pw\"\nusername = \"u\""),
-            "c.toml",
-        )
-        .unwrap();
-        assert!(
-            l.warnings.iter().any(|w| w.contains("password-file")),
-            "{:?}",
-            l.warnings
-        );
-        let missing = mqtt("password-file = \"/nonexistent/pw\"\nusername = \"u\"");
-        assert!(
-            err(&missing).contains("/nonexistent/pw"),
-            "{}",
-            err(&missing)
-        );
-    }
-
-    #[test]
     fn good_config_with_defaults() {
         let l = parse(GOOD, "c.toml").unwrap();
         assert_eq!(l.config.site_id(), "test-site");
@@ -769,7 +722,7 @@ time = "1h"
     }
 
     #[test]
-    fn radius_section_is_checked_at_load() {
+    fn radius_section_is_checked_at_load_without_reading_secrets() {
         let dir = tempfile::tempdir().unwrap();
         let secret = dir.path().join("s");
         let radius = |secret_text: &str, extra: &str| {
@@ -783,8 +736,8 @@ time = "1h"
         let r = l.config.radius.as_ref().unwrap().get_ref();
         assert_eq!(r.clients[0].disconnect_port, 3799);
         assert_eq!(r.auth_listen.port(), 1812);
-        assert!(err(&radius("testing123\n", "")).contains("well-known default"));
-        assert!(err(&radius("short-one\n", "")).contains("at least 16"));
+        // The secret file is not read at load (daemon::settings tests it).
+        assert!(parse(&radius("testing123\n", ""), "c.toml").is_ok());
         assert!(
             err(&radius("k3J9-vq2L-x8Pz-0aTm\n", "disconnect-tries = 0"))
                 .contains("disconnect-tries")

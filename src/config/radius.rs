@@ -200,8 +200,8 @@ pub(super) fn check_radius(r: &RadiusConfig) -> Result<Vec<String>, String> {
         if !seen.insert(*c.address.get_ref()) {
             return Err(format!("{label}: the same address is listed twice"));
         }
-        // Secret files are read and checked by `RadiusSettings::resolve`, which `config::check`
-        // calls next: one read, one set of errors. Inline secrets only warn here.
+        // Secret files are read and checked by `RadiusSettings::resolve`, which
+        // `daemon::Settings::resolve` calls: one read, one set of errors. Inline secrets only warn here.
         if c.secret.is_some() {
             let (_, w) =
                 crate::secret::resolve("secret", c.secret.as_ref(), c.secret_file.as_deref())

@@ -194,7 +194,7 @@ pub fn check_mqtt(m: &MqttConfig) -> Result<Vec<String>, String> {
         return Err("[mqtt] a client certificate needs mqtts://".into());
     }
     // Files (password, command key, CA, client certificate) are read by
-    // `MqttSettings::resolve`, which `config::check` calls next: one read, one set of errors.
+    // `MqttSettings::resolve`, which `daemon::Settings::resolve` calls: one read, one set of errors.
     if m.password.is_some() {
         // Inline only: nothing is read here, the warning (or "not both") comes from one place.
         let (_, w) = crate::secret::resolve(
@@ -261,7 +261,7 @@ pub fn check_http(h: &HttpUplinkConfig) -> Result<Vec<String>, String> {
             h.url
         ));
     }
-    // The token file is read by `HttpSettings::resolve`, which `config::check` calls next.
+    // The token file is read by `HttpSettings::resolve`, which `daemon::Settings::resolve` calls.
     if h.token_file.is_none() {
         return Err("[uplink.http] needs token-file (the bearer token)".into());
     }

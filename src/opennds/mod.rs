@@ -31,7 +31,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::nas::{
-    ActiveSession, DesiredProfile, DesiredUser, Health, Nas, NasError as E, NasLink, WaitingDevice,
+    ActiveSession, DesiredProfile, DesiredUser, Health, Nas, NasError as E, NasLink, NasStatus,
+    WaitingDevice,
 };
 pub use ndsctl::{AuthArgs, NdsClient, Ndsctl, NdsctlSettings};
 
@@ -376,6 +377,8 @@ struct LinkState {
     failures: u32,
     retry_at: Option<Instant>,
     last_error: Option<String>,
+    /// From the last `ndsctl status` that answered (kept while openNDS is down).
+    health: Option<Health>,
 }
 
 /// openNDS is on this machine: "connected" means ndsctl answers. A failed call marks it down;
@@ -421,6 +424,7 @@ impl NasLink for OpenNdsLink {
                 tracing::info!(version = %h.version, gateway = %h.identity, "openNDS answers");
                 *st = LinkState {
                     up: true,
+                    health: Some(h),
                     ..Default::default()
                 };
                 self.generation.send_modify(|g| *g += 1);
@@ -447,6 +451,17 @@ impl NasLink for OpenNdsLink {
         st.failures += 1;
         st.retry_at = Some(Instant::now() + crate::backoff::nas_link(st.failures));
         st.last_error = Some(e.to_string());
+    }
+
+    async fn status(&self) -> NasStatus {
+        let st = self.state.lock().await;
+        NasStatus {
+            kind: "opennds",
+            reachable: Some(st.up),
+            health: st.health.clone(),
+            last_error: st.last_error.clone(),
+            reconnects: *self.generation.borrow(),
+        }
     }
 }
 

@@ -16,7 +16,9 @@ use tokio::sync::watch;
 use super::packet::{attr, Builder, Packet, DISCONNECT_ACK, DISCONNECT_NAK, DISCONNECT_REQUEST};
 use super::{RadiusClient, RadiusSettings};
 use crate::config::NasKind;
-use crate::nas::{ActiveSession, DesiredProfile, DesiredUser, Health, Nas, NasError, NasLink};
+use crate::nas::{
+    ActiveSession, DesiredProfile, DesiredUser, Health, Nas, NasError, NasLink, NasStatus,
+};
 use crate::store::StoreHandle;
 
 /// RFC 5176 §3.5 Error-Cause 503: Session Context Not Found.
@@ -307,4 +309,15 @@ impl NasLink for RadiusLink {
         Ok(self.nas.clone())
     }
     async fn broken(&self, _e: &NasError) {}
+    async fn status(&self) -> NasStatus {
+        // No connection to report on: the NASes speak to us packet by packet, and a
+        // Disconnect-Request that fails is a job's error, shown with the jobs.
+        NasStatus {
+            kind: "radius",
+            reachable: None,
+            health: None,
+            last_error: None,
+            reconnects: 0,
+        }
+    }
 }

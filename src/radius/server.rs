@@ -22,11 +22,11 @@ use super::reply::{self, Answer, Credentials};
 use super::RadiusSettings;
 use crate::domain::Mac;
 use crate::engine::command::{SessionCounters, SessionEndArgs, SessionStartArgs, UsageArgs};
-use crate::engine::{Command, Engine, OsEntropy, RejectCode};
+use crate::engine::{Command, RejectCode};
 use crate::nas::Nas;
-use crate::runtime::Daemon;
+use crate::site::Site;
 use crate::store::router::AccessView;
-use crate::store::{StoreError, StoreGone};
+use crate::store::StoreError;
 
 /// Requests handled at once; more wait in the socket buffer (and the NAS retransmits).
 const MAX_IN_FLIGHT: usize = 256;
@@ -74,8 +74,7 @@ impl RadiusStats {
 
 pub struct RadiusServer {
     settings: Arc<RadiusSettings>,
-    daemon: Daemon,
-    engine: Arc<Engine>,
+    site: Site,
     nas: RadiusNas,
     pub stats: Arc<RadiusStats>,
     cache: Mutex<ReplyCache>,
@@ -99,13 +98,12 @@ pub async fn bind(s: &RadiusSettings) -> Result<(UdpSocket, UdpSocket), String> 
 }
 
 impl RadiusServer {
-    pub fn new(settings: Arc<RadiusSettings>, daemon: Daemon, engine: Arc<Engine>) -> Self {
+    pub fn new(settings: Arc<RadiusSettings>, site: Site) -> Self {
         RadiusServer {
-            nas: RadiusNas::new(settings.clone(), daemon.store.clone()),
-            writes: daemon.store.writes(),
+            nas: RadiusNas::new(settings.clone(), site.store().clone()),
+            writes: site.store().writes(),
             settings,
-            daemon,
-            engine,
+            site,
             stats: Arc::default(),
             cache: Mutex::default(),
             access_cache: Mutex::default(),
@@ -261,17 +259,17 @@ impl RadiusServer {
         } else {
             let view = self.access_view(&user).await;
             match view {
-                Ok(Ok(v)) => reply::decide(
+                Ok(v) => reply::decide(
                     v.as_ref(),
                     &creds,
                     mac.as_ref(),
                     self.settings.interim_interval_s,
                 ),
-                Ok(Err(e)) => {
+                Err(StoreError::Gone) => return None,
+                Err(e) => {
                     tracing::error!(error = %e, user = %user, "RADIUS: reading the user");
                     return None;
                 }
-                Err(_) => return None,
             }
         };
         match &answer {
@@ -288,10 +286,7 @@ impl RadiusServer {
     }
 
     /// The user as of now: from the access cache while nothing was written, else one store read.
-    async fn access_view(
-        &self,
-        user: &str,
-    ) -> Result<Result<Option<AccessView>, StoreError>, StoreGone> {
+    async fn access_view(&self, user: &str) -> Result<Option<AccessView>, StoreError> {
         let writes = self.writes.clone();
         let now = Instant::now();
         let seen = writes.load(Ordering::Acquire);
@@ -301,25 +296,21 @@ impl RadiusServer {
             .ok()
             .and_then(|c| c.get(user, seen, now))
         {
-            return Ok(Ok(v));
+            return Ok(v);
         }
-        let (clock, name) = (self.daemon.clock.clone(), user.to_string());
-        let read = self
-            .daemon
-            .store
-            .call(move |s| {
+        let name = user.to_string();
+        let (at, v) = self
+            .site
+            .read(move |s, now| {
                 // Taken on the store thread: exactly the state this read sees.
                 let at = writes.load(Ordering::Acquire);
-                let now = s.now(clock.as_ref())?;
-                s.access_view(&now, &name).map(|v| (at, v))
+                s.access_view(now, &name).map(|v| (at, v))
             })
             .await?;
-        Ok(read.map(|(at, v)| {
-            if let Ok(mut c) = self.access_cache.lock() {
-                c.put(user.to_string(), at, now, v.clone());
-            }
-            v
-        }))
+        if let Ok(mut c) = self.access_cache.lock() {
+            c.put(user.to_string(), at, now, v.clone());
+        }
+        Ok(v)
     }
 
     /// An Accounting-Request whose source and Request Authenticator were checked. Answered
@@ -355,17 +346,18 @@ impl RadiusServer {
     /// Ends every session we hold open on the NAS at `src`.
     async fn nas_restarted(&self, src: SocketAddr) -> Option<Vec<Command>> {
         let open = match self
-            .daemon
-            .store
+            .site
+            .store()
             .call(|s| s.open_sessions_for(None, None))
             .await
+            .and_then(|r| r)
         {
-            Ok(Ok(o)) => o,
-            Ok(Err(e)) => {
+            Ok(o) => o,
+            Err(StoreError::Gone) => return None,
+            Err(e) => {
                 tracing::error!(error = %e, "RADIUS accounting: store");
                 return None;
             }
-            Err(_) => return None,
         };
         let nas = src.ip().to_canonical();
         let cmds: Vec<Command> = open
@@ -387,7 +379,6 @@ impl RadiusServer {
     /// Applies accounting commands in one transaction; false when the store failed. A session
     /// the engine refuses to start (expired, too many devices ...) is logged out at the NAS.
     async fn apply(&self, pkt: &Packet<'_>, src: SocketAddr, cmds: Vec<Command>) -> bool {
-        let (engine, clock) = (self.engine.clone(), self.daemon.clock.clone());
         let starts: Vec<Option<String>> = cmds
             .iter()
             .map(|c| match c {
@@ -395,23 +386,15 @@ impl RadiusServer {
                 _ => None,
             })
             .collect();
-        let results = self
-            .daemon
-            .store
-            .call(move |s| {
-                let refs: Vec<(Option<&str>, &Command)> = cmds.iter().map(|c| (None, c)).collect();
-                s.apply_many(&engine, clock.as_ref(), &mut OsEntropy, "radius", &refs)
-            })
-            .await;
-        let results = match results {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => {
+        let cmds = cmds.into_iter().map(|c| (None, c)).collect();
+        let results = match self.site.apply_many("radius", cmds).await {
+            Ok(r) => r,
+            Err(StoreError::Gone) => return false,
+            Err(e) => {
                 tracing::error!(error = %e, "RADIUS accounting: store");
                 return false;
             }
-            Err(_) => return false,
         };
-        self.daemon.wake();
         for (key, r) in starts.iter().zip(&results) {
             let (Some(key), Err(why)) = (key, r) else {
                 continue;

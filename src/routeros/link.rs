@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use super::backend::{Health, RouterOsBackend};
 use super::client::{ApiClient, RouterError};
+use crate::nas::NasStatus;
 use crate::secret::Secret;
 
 #[derive(Debug, Clone)]
@@ -36,16 +37,6 @@ struct LinkState {
     up_since: Option<Instant>,
     last_error: Option<String>,
     health: Option<Health>,
-}
-
-/// What `status` shows about the router.
-#[derive(Debug, Clone, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct LinkStatus {
-    pub reachable: bool,
-    pub health: Option<Health>,
-    pub last_error: Option<String>,
-    pub reconnects: u64,
 }
 
 pub struct RouterLink {
@@ -162,10 +153,11 @@ impl RouterLink {
         }
     }
 
-    pub async fn status(&self) -> LinkStatus {
+    pub async fn status(&self) -> NasStatus {
         let st = self.state.lock().await;
-        LinkStatus {
-            reachable: st.backend.is_some(),
+        NasStatus {
+            kind: "routeros",
+            reachable: Some(st.backend.is_some()),
             health: st.health.clone(),
             last_error: st.last_error.clone(),
             reconnects: *self.generation.borrow(),
@@ -183,5 +175,8 @@ impl crate::nas::NasLink for RouterLink {
     }
     async fn broken(&self, e: &RouterError) {
         RouterLink::broken(self, e).await
+    }
+    async fn status(&self) -> NasStatus {
+        RouterLink::status(self).await
     }
 }

@@ -9,6 +9,41 @@ pub mod meaning;
 pub mod setup;
 #[cfg(feature = "demo")]
 pub mod sim;
-pub mod tls;
 #[cfg(feature = "demo")]
 pub mod wire;
+
+use crate::config::RouterConfig;
+use crate::secret::Secret;
+
+/// The router API password, from `password-file` (or inline `password`).
+pub fn password(r: &RouterConfig) -> Result<Secret, String> {
+    crate::secret::resolve(
+        "[router] password",
+        r.password.as_ref(),
+        r.password_file.as_deref(),
+    )?
+    .0
+    .ok_or_else(|| "[router] needs password-file (or password)".to_string())
+}
+
+/// API-SSL settings for the router (CA file read, certificate pin parsed), or `None` for the
+/// plain API.
+pub fn tls_target(r: &RouterConfig) -> Result<Option<client::TlsTarget>, String> {
+    use crate::tls;
+    let trust = match (&r.tls_ca_file, &r.tls_certificate_sha256) {
+        (Some(_), Some(_)) => {
+            return Err("give tls-ca-file or tls-certificate-sha256, not both".into())
+        }
+        (Some(ca), None) => tls::Trust::CaFile(ca.clone()),
+        (None, Some(pin)) => tls::Trust::Pin(tls::parse_pin(pin)?),
+        (None, None) => return Ok(None),
+    };
+    let host = r
+        .tls_server_name
+        .clone()
+        .unwrap_or_else(|| r.host().to_string());
+    Ok(Some(client::TlsTarget {
+        config: tls::client_config(&trust)?,
+        server_name: tls::server_name(&host)?,
+    }))
+}

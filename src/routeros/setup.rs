@@ -67,7 +67,7 @@ pub fn script(c: &Config, o: &ScriptOptions) -> Result<String, String> {
         h => h,
     };
     let password = if o.include_secrets && c.router.kind == RouterKind::Routeros {
-        c.router_password()?.expose().to_string()
+        super::password(&c.router)?.expose().to_string()
     } else {
         "CHANGE-ME-to-the-contents-of-password-file".to_string()
     };

@@ -7,13 +7,9 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use tokio::sync::Notify;
 
-use super::Store;
+use super::{Store, StoreError};
 
 type Work = Box<dyn FnOnce(&mut Store) + Send>;
-
-#[derive(Debug, thiserror::Error)]
-#[error("the store thread has stopped")]
-pub struct StoreGone;
 
 #[derive(Clone)]
 pub struct StoreHandle {
@@ -72,14 +68,14 @@ impl StoreHandle {
 
     /// Queues work without waiting for it: later calls still run after it (one thread, in
     /// order), so a read queued next sees its effect.
-    pub fn enqueue<F>(&self, f: F) -> Result<(), StoreGone>
+    pub fn enqueue<F>(&self, f: F) -> Result<(), StoreError>
     where
         F: FnOnce(&mut Store) + Send + 'static,
     {
-        self.tx.send(Box::new(f)).map_err(|_| StoreGone)
+        self.tx.send(Box::new(f)).map_err(|_| StoreError::Gone)
     }
 
-    pub async fn call<R, F>(&self, f: F) -> Result<R, StoreGone>
+    pub async fn call<R, F>(&self, f: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
         F: FnOnce(&mut Store) -> R + Send + 'static,
@@ -89,7 +85,7 @@ impl StoreHandle {
             .send(Box::new(move |s: &mut Store| {
                 let _ = reply_tx.send(f(s));
             }))
-            .map_err(|_| StoreGone)?;
-        reply_rx.await.map_err(|_| StoreGone)
+            .map_err(|_| StoreError::Gone)?;
+        reply_rx.await.map_err(|_| StoreError::Gone)
     }
 }

@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use crate::clock::{Clock, ClockState, Now, TimePolicy};
 use crate::engine::{Command, Engine, EngineError, Entropy, Outcome, Rejection};
-pub use handle::{StoreGone, StoreHandle};
+pub use handle::StoreHandle;
 use ledger::TxLedger;
 pub use outbox::{json_array, OutboxEvent, Trimmed};
 
@@ -52,6 +52,8 @@ pub enum StoreError {
     Sql(#[from] rusqlite::Error),
     #[error("database: bad stored value: {0}")]
     Data(String),
+    #[error("the store thread has stopped")]
+    Gone,
 }
 
 /// Why a command was not applied.

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use hotspot_edge::clock::Clock;
 use hotspot_edge::config::Config;
-use hotspot_edge::engine::{Command, Engine, OsEntropy};
-use hotspot_edge::runtime::{run_with, Daemon};
+use hotspot_edge::daemon::{run_with, Daemon, Settings};
+use hotspot_edge::engine::Command;
+use hotspot_edge::site::Site;
 use serde_json::Value;
 
 pub struct Running {
@@ -29,7 +30,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Running {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let task = tokio::spawn(async move {
         run_with(
-            config,
+            Settings::resolve(config).unwrap_or_else(|e| panic!("{e}")),
             clock,
             async {
                 let _ = stopped.await;
@@ -61,26 +62,18 @@ impl Running {
     }
 }
 
-/// Applies a command to the running daemon's store, as the CLI would, and wakes the daemon.
-/// `engine` carries the site's settings (`app::engine(&config)`), or the defaults.
-pub async fn apply(d: &Daemon, engine: Option<Arc<Engine>>, cmd: Command) -> Result<Value, String> {
-    let clock = d.clock.clone();
-    let engine = engine.unwrap_or_else(|| Arc::new(Engine::new(Default::default())));
-    let r = d
-        .store
-        .call(move |s| s.apply(&engine, clock.as_ref(), &mut OsEntropy, "test", None, &cmd))
+/// Applies a command to the running daemon's store, as an adapter would, and wakes the daemon.
+pub async fn apply(site: &Site, cmd: Command) -> Result<Value, String> {
+    site.apply("test", None, cmd)
         .await
-        .unwrap()
         .map(|a| a.result)
-        .map_err(|e| e.to_string());
-    d.wake();
-    r
+        .map_err(|e| e.to_string())
 }
 
 /// A confirmed M-Pesa payment, with the paying device (MAC, IP) if any; returns the user it
 /// created or extended (the same phone extends the same user).
 pub async fn pay(
-    d: &Daemon,
+    site: &Site,
     reference: &str,
     phone: &str,
     plan: &str,
@@ -95,27 +88,24 @@ pub async fn pay(
         ip: device.map(|(_, ip)| ip.to_string()),
         ..Default::default()
     });
-    let r = apply(d, None, cmd).await.unwrap();
+    let r = apply(site, cmd).await.unwrap();
     r["user"].as_str().unwrap().to_string()
 }
 
 /// `users show NAME --json`, read from the running daemon.
-pub async fn user(d: &Daemon, name: &str) -> Value {
-    let (clock, name) = (d.clock.clone(), name.to_string());
-    d.store
-        .call(move |s| {
-            let now = s.now(clock.as_ref()).unwrap();
-            s.view_user(&now, &name).unwrap().unwrap()
-        })
+pub async fn user(site: &Site, name: &str) -> Value {
+    let name = name.to_string();
+    site.read(move |s, now| s.view_user(now, &name))
         .await
+        .unwrap()
         .unwrap()
 }
 
 /// The outbox events of type `ty`, oldest first, as the cloud will receive them.
-pub async fn events(d: &Daemon, site: &str, ty: &str) -> Vec<Value> {
-    let (site, ty) = (site.to_string(), ty.to_string());
-    d.store
-        .call(move |s| s.view_outbox(&site, 0, 0).unwrap())
+pub async fn events(site: &Site, site_id: &str, ty: &str) -> Vec<Value> {
+    let (site_id, ty) = (site_id.to_string(), ty.to_string());
+    site.store()
+        .call(move |s| s.view_outbox(&site_id, 0, 0).unwrap())
         .await
         .unwrap()
         .into_iter()

@@ -1,7 +1,6 @@
 //! One MQTT connection, from CONNECT to its end. A fresh rumqttc event loop per connection: what
 //! was unacknowledged is still in the outbox and is read again from there, never from memory.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason, Publish, SubscribeReasonCode};
@@ -15,8 +14,7 @@ use tokio::time::Instant as TokioInstant;
 use super::remote::{self, Checks, RequestKind};
 use super::tracker::{AckBuffer, Carried, Tracker};
 use super::{status, MqttSettings, EXTERNAL_CHANGE_CHECK};
-use crate::engine::{Engine, OsEntropy};
-use crate::runtime::Daemon;
+use crate::site::Site;
 use crate::store::{ApplyError, OutboxEvent, StoreError};
 
 /// Acknowledged events are removed in one transaction once this many are waiting ...
@@ -26,8 +24,7 @@ const ACK_FLUSH_DELAY: Duration = Duration::from_millis(100);
 
 pub struct Session<'a> {
     s: &'a MqttSettings,
-    d: &'a Daemon,
-    engine: &'a Arc<Engine>,
+    site: &'a Site,
     started: Instant,
     down: &'a watch::Sender<Option<Instant>>,
     tracker: Tracker,
@@ -42,15 +39,13 @@ pub struct Session<'a> {
 impl<'a> Session<'a> {
     pub fn new(
         s: &'a MqttSettings,
-        d: &'a Daemon,
-        engine: &'a Arc<Engine>,
+        site: &'a Site,
         started: Instant,
         down: &'a watch::Sender<Option<Instant>>,
     ) -> Self {
         Session {
             s,
-            d,
-            engine,
+            site,
             started,
             down,
             tracker: Tracker::new(),
@@ -69,7 +64,7 @@ impl<'a> Session<'a> {
         self.client = Some(client);
         let (tx, mut rx) = mpsc::channel(256);
         let pump = Pump(tokio::spawn(pump(eventloop, tx)));
-        let changed = self.d.store.changed();
+        let changed = self.site.store().changed();
         let mut heartbeat = tokio::time::interval(self.s.heartbeat);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut external = tokio::time::interval(EXTERNAL_CHANGE_CHECK);
@@ -149,7 +144,7 @@ impl<'a> Session<'a> {
                 );
                 self.connected_at = Some(Instant::now());
                 self.down.send_if_modified(|d| d.take().is_some());
-                super::record_state(self.d, "mqtt", "up", "").await;
+                super::record_state(self.site, "mqtt", "up", "").await;
                 if self.s.command_key.is_some() {
                     self.client()
                         .try_subscribe(self.s.topics.commands.clone(), QoS::AtLeastOnce)
@@ -191,7 +186,7 @@ impl<'a> Session<'a> {
                             self.s.topics.commands
                         );
                         tracing::error!("{msg}");
-                        super::record_state(self.d, "mqtt", "up", &msg).await;
+                        super::record_state(self.site, "mqtt", "up", &msg).await;
                     }
                 }
             }
@@ -220,11 +215,11 @@ impl<'a> Session<'a> {
         let after = self.tracker.last_queued_seq;
         let site = self.s.site.clone();
         let rows = self
-            .d
-            .store
+            .site
+            .store()
             .call(move |s| s.outbox_after(&site, after, limit as i64))
             .await
-            .map_err(|e| e.to_string())?
+            .and_then(|r| r)
             .map_err(|e| format!("reading the outbox: {e}"))?;
         self.more = rows.len() == limit;
         for msg in group(&rows, self.s.batch, self.s.batch_bytes) {
@@ -259,8 +254,8 @@ impl<'a> Session<'a> {
         let ranges = self.acks.take();
         // Not awaited: the fsync would stall publishing. The store runs it before any later
         // outbox read; if it is lost in a crash the events are sent again, same ids.
-        self.d
-            .store
+        self.site
+            .store()
             .enqueue(move |s| {
                 if let Err(e) = s.outbox_remove(&ranges) {
                     tracing::warn!(error = %e, "removing acknowledged events");
@@ -270,7 +265,7 @@ impl<'a> Session<'a> {
     }
 
     async fn publish_status(&mut self) -> Result<(), String> {
-        let v = status::heartbeat(self.d, &self.s.site, self.started).await?;
+        let v = status::heartbeat(self.site, &self.s.site, self.started).await?;
         self.publish_other(&self.s.topics.status.clone(), v.to_string(), true)
     }
 
@@ -293,13 +288,10 @@ impl<'a> Session<'a> {
         let Some(key) = self.s.command_key.clone() else {
             return self.ack(&p);
         };
-        let clock = self.d.clock.clone();
         let now = self
-            .d
-            .store
-            .call(move |s| s.now(clock.as_ref()))
+            .site
+            .read(|_, now| Ok(*now))
             .await
-            .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
         let checks = Checks {
             key: key.expose().as_bytes(),
@@ -335,29 +327,11 @@ impl<'a> Session<'a> {
         let failed = |e: String| Executed::Failed(e);
         match kind {
             RequestKind::Apply(cmd) => {
-                let (engine, clock, id) =
-                    (self.engine.clone(), self.d.clock.clone(), id.to_string());
-                let applied = self
-                    .d
-                    .store
-                    .call(move |s| {
-                        s.apply(
-                            &engine,
-                            clock.as_ref(),
-                            &mut OsEntropy,
-                            "mqtt",
-                            Some(&id),
-                            &cmd,
-                        )
-                    })
-                    .await
-                    .map_err(|e| failed(e.to_string()))?;
-                match applied {
+                match self.site.apply("mqtt", Some(id.to_string()), cmd).await {
                     Ok(a) => {
                         if !a.replayed {
                             tracing::info!(result = %a.result, "remote command applied");
                         }
-                        self.d.wake();
                         Ok(a.result)
                     }
                     Err(ApplyError::Rejected(r)) => {
@@ -366,13 +340,13 @@ impl<'a> Session<'a> {
                     Err(ApplyError::Store(e)) => Err(failed(format!("applying a command: {e}"))),
                 }
             }
-            RequestKind::StatusGet => status::heartbeat(self.d, &self.s.site, self.started)
+            RequestKind::StatusGet => status::heartbeat(self.site, &self.s.site, self.started)
                 .await
                 .map_err(failed),
             RequestKind::SessionsList(q) => {
                 let limit = q.limit.clamp(1, 1000);
-                self.d
-                    .store
+                self.site
+                    .store()
                     .call(move |s| -> Result<Result<Value, Executed>, StoreError> {
                         let user = match &q.user {
                             Some(name) => match s.user_id(name)? {

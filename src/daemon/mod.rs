@@ -7,21 +7,25 @@
 //! `EXTERNAL_CHANGE_CHECK`, a read-only look that writes nothing to flash.
 
 use std::future::Future;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
-
 use tokio::sync::watch;
+
+mod settings;
 
 use crate::app;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, RouterKind};
+use crate::config::Config;
+#[cfg(any(feature = "opennds", feature = "radius"))]
+use crate::config::RouterKind;
 use crate::enforce::{EnforceSettings, Enforcer};
-use crate::engine::{Command, OsEntropy};
-use crate::routeros::link::{LinkSettings, RouterLink};
-use crate::store::{ApplyError, StoreError, StoreGone, StoreHandle};
+use crate::engine::Command;
+use crate::routeros::link::RouterLink;
+pub use settings::{Settings, SettingsError};
+
+use crate::site::Site;
+use crate::store::{ApplyError, StoreError, StoreHandle};
 
 /// How often the daemon looks for deadlines changed by other processes.
 pub const EXTERNAL_CHANGE_CHECK: Duration = Duration::from_secs(2);
@@ -32,8 +36,6 @@ pub enum RunError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Apply(#[from] ApplyError),
-    #[error(transparent)]
-    Gone(#[from] StoreGone),
     #[error("cannot start the store thread: {0}")]
     Thread(std::io::Error),
     #[error("{0}")]
@@ -49,51 +51,41 @@ pub struct RadiusInfo {
     pub stats: Arc<crate::radius::RadiusStats>,
 }
 
-/// A handle on a running daemon, for in-process callers (tests, the demo, later the MQTT and
-/// portal adapters).
+/// What an in-process caller (tests, the demo) sees of a running daemon: the [`Site`] that
+/// every adapter shares, and the adapters' own handles.
 #[derive(Clone)]
 pub struct Daemon {
-    pub store: StoreHandle,
-    pub clock: Arc<dyn Clock>,
-    /// The router connection, when a router backend is configured.
-    pub link: Option<Arc<RouterLink>>,
+    pub site: Site,
+    /// The RouterOS connection, when `[router] kind = "routeros"`.
+    pub router_link: Option<Arc<RouterLink>>,
     /// The RADIUS server, when `[radius]` is configured.
     #[cfg(feature = "radius")]
     pub radius: Option<RadiusInfo>,
-    wake: Arc<Notify>,
-    jobs_wake: Arc<Notify>,
-    poll_wake: Arc<Notify>,
-    /// True while a shared deadline is being settled slice by slice (see `Enforcer::settling`).
-    settling: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Daemon {
-    /// Re-reads the deadline queue and the job queue now (call after applying a command
-    /// in-process, or after moving a fake clock).
-    pub fn wake(&self) {
-        self.wake.notify_one();
-        self.jobs_wake.notify_one();
-    }
-
-    /// Reads the router's active list now instead of at the next `usage-poll`.
-    pub fn poll_router(&self) {
-        self.poll_wake.notify_one();
-    }
 }
 
 /// Runs the daemon with the system clock until `shutdown` completes.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
-    run_with(config, Arc::new(SystemClock), shutdown, |_| {}).await
+pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    run_with(settings, Arc::new(SystemClock), shutdown, |_| {}).await
 }
 
 /// Runs the daemon with a given clock; `started` receives a [`Daemon`] handle once the store is
 /// open. Returns after `shutdown` with the WAL checkpointed and the database closed.
 pub async fn run_with(
-    config: Config,
+    settings: Settings,
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()>,
     started: impl FnOnce(Daemon),
 ) -> Result<(), RunError> {
+    let Settings {
+        config,
+        router,
+        #[cfg(feature = "radius")]
+        radius,
+        mqtt,
+        #[cfg(feature = "http-uplink")]
+        http,
+        warnings: _,
+    } = settings;
     let store = app::open_store(&config, clock.as_ref(), true)?;
     tracing::info!(
         site = config.site_id(),
@@ -101,70 +93,45 @@ pub async fn run_with(
         schema = store.schema_version()?,
         "hotspot-edge started"
     );
-    // Password and API-SSL settings, read before anything starts: a bad one stops the daemon.
-    let router = match config.router.kind {
-        RouterKind::Routeros => Some((
-            config.router_password().map_err(RunError::Config)?,
-            config.router_tls().map_err(RunError::Config)?,
-        )),
-        RouterKind::None | RouterKind::Radius | RouterKind::Opennds => None,
-    };
+    // Files were read and TLS built by `Settings::resolve`; only the sockets are left to fail.
     #[cfg(feature = "radius")]
-    let radius = match &config.radius {
-        Some(r) => {
-            let s = crate::radius::RadiusSettings::resolve(
-                r.get_ref(),
-                config.router.kind != RouterKind::Routeros,
-            )
-            .map_err(RunError::Config)?;
+    let radius = match radius {
+        Some(s) => {
             let sockets = crate::radius::server::bind(&s)
                 .await
                 .map_err(RunError::Config)?;
-            Some((Arc::new(s), sockets))
+            Some((s, sockets))
         }
         None => None,
     };
-    let mqtt = crate::mqtt::MqttSettings::from_config(&config).map_err(RunError::Config)?;
     let (handle, thread) = StoreHandle::spawn(store).map_err(RunError::Thread)?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut daemon = Daemon {
-        store: handle.clone(),
-        clock: clock.clone(),
-        link: None,
-        #[cfg(feature = "radius")]
-        radius: None,
-        wake: Arc::new(Notify::new()),
-        jobs_wake: Arc::new(Notify::new()),
-        poll_wake: Arc::new(Notify::new()),
-        settling: Default::default(),
-    };
     // One engine (pure decisions and settings) for every task.
     let engine = Arc::new(app::engine(&config));
+    let site = Site::new(handle.clone(), engine, clock.clone());
+    let mut daemon = Daemon {
+        site: site.clone(),
+        router_link: None,
+        #[cfg(feature = "radius")]
+        radius: None,
+    };
     let mut tasks = Vec::new();
-    if let Some((password, router_tls)) = router {
+    if let Some(link_settings) = router {
         let r = &config.router;
-        if router_tls.is_none() {
+        if link_settings.tls.is_none() {
             tracing::warn!(router = %r.address, "plain RouterOS API: the password crosses the network in clear");
         }
-        let link = RouterLink::new(LinkSettings {
-            tls: router_tls,
-            address: r.address.clone(),
-            username: r.username.clone(),
-            password,
-            connect_timeout: r.connect_timeout.duration(),
-            command_timeout: r.command_timeout.duration(),
-            probe_interval: r.probe_interval.duration(),
-        });
-        let enforcer = enforcer(
-            &daemon,
-            engine.clone(),
+        let link = RouterLink::new(link_settings);
+        let enforcer = Enforcer::new(
+            site.clone(),
             link.clone(),
             polled(&config, &r.hotspot_server),
         );
+        site.set_nas(link.clone());
         tasks.push(tokio::spawn(link.clone().probe_loop(stop_rx.clone())));
         tasks.push(tokio::spawn(enforcer.clone().run_jobs(stop_rx.clone())));
         tasks.push(tokio::spawn(enforcer.run_poll(stop_rx.clone())));
-        daemon.link = Some(link);
+        daemon.router_link = Some(link);
     }
     #[cfg(feature = "opennds")]
     if config.router.kind == RouterKind::Opennds {
@@ -179,7 +146,8 @@ pub async fn run_with(
             },
         ));
         tracing::info!(ndsctl = %o.ndsctl.display(), "openNDS backend");
-        let enforcer = enforcer(&daemon, engine.clone(), link, polled(&config, "all"));
+        site.set_nas(link.clone());
+        let enforcer = Enforcer::new(site.clone(), link, polled(&config, "all"));
         tasks.push(tokio::spawn(enforcer.clone().run_jobs(stop_rx.clone())));
         tasks.push(tokio::spawn(enforcer.run_poll(stop_rx.clone())));
     }
@@ -198,13 +166,13 @@ pub async fn run_with(
                 usage_save: Duration::MAX,
                 safety_margin_ms: 0,
             };
-            let enforcer = enforcer(&daemon, engine.clone(), link, settings);
+            site.set_nas(link.clone());
+            let enforcer = Enforcer::new(site.clone(), link, settings);
             tasks.push(tokio::spawn(enforcer.run_jobs(stop_rx.clone())));
         }
         let server = Arc::new(crate::radius::RadiusServer::new(
             settings.clone(),
-            daemon.clone(),
-            engine.clone(),
+            site.clone(),
         ));
         let info = RadiusInfo {
             auth: auth.local_addr().unwrap_or(settings.auth_listen),
@@ -228,41 +196,31 @@ pub async fn run_with(
     }
     let (down_tx, down_rx) = watch::channel(Some(std::time::Instant::now()));
     if let Some(m) = mqtt {
-        tasks.push(tokio::spawn(crate::mqtt::run(
-            Arc::new(m),
-            daemon.clone(),
-            engine.clone(),
+        tasks.push(tokio::spawn(crate::uplink::mqtt::run(
+            m,
+            site.clone(),
             down_tx,
             stop_rx.clone(),
         )));
     }
-    if let Some(h) = &config.uplink.http {
-        #[cfg(feature = "http-uplink")]
-        {
-            let s = crate::uplink_http::HttpSettings::resolve(h, config.site_id())
-                .map_err(RunError::Config)?;
-            tasks.push(tokio::spawn(crate::uplink_http::run(
-                Arc::new(s),
-                daemon.clone(),
-                down_rx,
-                stop_rx.clone(),
-            )));
-        }
-        #[cfg(not(feature = "http-uplink"))]
-        {
-            let _ = (h, down_rx);
-            return Err(RunError::Config(
-                "[uplink.http]: this build has no HTTPS uplink (cargo feature http-uplink)".into(),
-            ));
-        }
+    #[cfg(feature = "http-uplink")]
+    if let Some(h) = http {
+        tasks.push(tokio::spawn(crate::uplink::http::run(
+            h,
+            site.clone(),
+            down_rx,
+            stop_rx.clone(),
+        )));
     }
+    #[cfg(not(feature = "http-uplink"))]
+    drop(down_rx);
     tasks.push(tokio::spawn(outbox_keeper(
-        daemon.clone(),
+        site.clone(),
         config.store.outbox_max_events,
         stop_rx.clone(),
     )));
     started(daemon.clone());
-    let result = deadline_loop(&config, &daemon, engine, shutdown).await;
+    let result = deadline_loop(&config, &site, shutdown).await;
     let _ = stop_tx.send(true);
     let all = async {
         for t in tasks {
@@ -281,6 +239,7 @@ pub async fn run_with(
         .call(move |s| s.checkpoint_clock(c.as_ref()).map(|_| ()))
         .await;
     drop(daemon);
+    drop(site);
     drop(handle);
     let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     tracing::info!("hotspot-edge stopped");
@@ -303,38 +262,15 @@ fn polled(config: &Config, hotspot_server: &str) -> EnforceSettings {
     }
 }
 
-/// The enforcer for a NAS link, sharing the daemon's store, clock and wake-ups.
-fn enforcer<L: crate::nas::NasLink>(
-    d: &Daemon,
-    engine: Arc<crate::engine::Engine>,
-    link: Arc<L>,
-    settings: EnforceSettings,
-) -> Arc<Enforcer<L>> {
-    Arc::new(Enforcer {
-        store: d.store.clone(),
-        clock: d.clock.clone(),
-        engine,
-        link,
-        settings,
-        jobs_wake: d.jobs_wake.clone(),
-        poll_wake: d.poll_wake.clone(),
-        settling: d.settling.clone(),
-        router_pass: Default::default(),
-        profiles_ok: Default::default(),
-        usage: Default::default(),
-    })
-}
-
 /// The deadline timer has no more slices to settle: the job worker takes what is due now.
-fn settled(d: &Daemon) {
-    d.settling.store(false, Ordering::Release);
-    d.jobs_wake.notify_one();
+fn settled(site: &Site) {
+    site.wakeups().set_settling(false);
+    site.wakeups().jobs().notify_one();
 }
 
 async fn deadline_loop(
     config: &Config,
-    d: &Daemon,
-    engine: Arc<crate::engine::Engine>,
+    site: &Site,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     tokio::pin!(shutdown);
@@ -342,24 +278,24 @@ async fn deadline_loop(
     let mut last_checkpoint = i64::MIN;
     let mut last_due = None;
     loop {
-        let clock = d.clock.clone();
-        let (now, next) = d
-            .store
+        let clock = site.clock().clone();
+        let (now, next) = site
+            .store()
             .call(move |s| -> Result<_, StoreError> {
                 let now = s.refresh_clock(clock.as_ref())?;
                 Ok((now, s.next_deadline()?))
             })
             .await??;
         if now.timeline_ms.saturating_sub(last_checkpoint) >= checkpoint_every {
-            let clock = d.clock.clone();
-            d.store
+            let clock = site.clock().clone();
+            site.store()
                 .call(move |s| s.checkpoint_clock(clock.as_ref()))
                 .await??;
             last_checkpoint = now.timeline_ms;
         }
         if let Some(due) = next.filter(|t| *t <= now.timeline_ms) {
             // After a full slice (`settling` still set) the same deadline is due by design.
-            if last_due == Some(due) && !d.settling.load(Ordering::Acquire) {
+            if last_due == Some(due) && !site.wakeups().is_settling() {
                 // A deadline the engine did not clear: say so, and do not spin on it.
                 tracing::error!(deadline = due, "a deadline stayed due after a tick");
                 tokio::select! {
@@ -369,16 +305,17 @@ async fn deadline_loop(
             }
             last_due = Some(due);
             // Until a tick says none are left, the job worker waits for the rest of the slices.
-            d.settling.store(true, Ordering::Release);
+            site.wakeups().set_settling(true);
             let tick_started = std::time::Instant::now();
-            let (e, c) = (engine.clone(), d.clock.clone());
-            let applied = d
-                .store
+            // Not `Site::apply`: that wakes the job worker, which must wait for the last slice.
+            let (e, c) = (site.engine().clone(), site.clock().clone());
+            let applied = site
+                .store()
                 .call(move |s| {
                     s.apply(
                         &e,
                         c.as_ref(),
-                        &mut OsEntropy,
+                        &mut crate::engine::OsEntropy,
                         "timer",
                         None,
                         &Command::Tick,
@@ -395,20 +332,20 @@ async fn deadline_loop(
                         "deadline reached"
                     );
                     if !more {
-                        settled(d);
+                        settled(site);
                     }
                 }
                 Err(ApplyError::Rejected(r)) => {
-                    settled(d);
+                    settled(site);
                     tracing::warn!(error = %r, "tick refused")
                 }
                 Err(e) => return Err(e.into()),
             }
             continue;
         }
-        if d.settling.load(Ordering::Acquire) {
+        if site.wakeups().is_settling() {
             // The last slice was full and nothing is left.
-            settled(d);
+            settled(site);
         }
         last_due = None;
         let until_deadline = next.map(|t| Duration::from_millis((t - now.timeline_ms) as u64));
@@ -417,7 +354,7 @@ async fn deadline_loop(
             .min(EXTERNAL_CHANGE_CHECK);
         tokio::select! {
             _ = &mut shutdown => return Ok(()),
-            _ = d.wake.notified() => {}
+            _ = site.wakeups().deadlines().notified() => {}
             _ = tokio::time::sleep(sleep) => {}
         }
     }
@@ -427,27 +364,22 @@ async fn deadline_loop(
 const OUTBOX_TRIM_EVERY: Duration = Duration::from_secs(60);
 
 /// Keeps the outbox within `[store] outbox-max-events` while the cloud is out of reach.
-async fn outbox_keeper(d: Daemon, max_events: u64, mut stop: watch::Receiver<bool>) {
+async fn outbox_keeper(site: Site, max_events: u64, mut stop: watch::Receiver<bool>) {
     loop {
-        let clock = d.clock.clone();
-        let trimmed = d
-            .store
-            .call(move |s| {
-                let now = s.now(clock.as_ref())?;
-                s.outbox_trim(max_events, &now)
-            })
+        let trimmed = site
+            .read(move |s, now| s.outbox_trim(max_events, now))
             .await;
         match trimmed {
-            Ok(Ok(Some(t))) => tracing::warn!(
+            Ok(Some(t)) => tracing::warn!(
                 dropped = t.dropped,
                 first_seq = t.first_seq,
                 last_seq = t.last_seq,
                 limit = max_events,
                 "outbox full: oldest telemetry events dropped unsent (money events are kept)"
             ),
-            Ok(Ok(None)) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "outbox size check"),
-            Err(_) => return,
+            Ok(None) => {}
+            Err(StoreError::Gone) => return,
+            Err(e) => tracing::warn!(error = %e, "outbox size check"),
         }
         tokio::select! {
             _ = stop.changed() => return,

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::config::{Config, HttpUplinkConfig, SYSTEM_CA_BUNDLE};
-use crate::runtime::Daemon;
+use crate::config::{HttpUplinkConfig, SYSTEM_CA_BUNDLE};
 use crate::secret::Secret;
+use crate::site::Site;
 
 #[derive(Clone)]
 pub struct HttpSettings {
@@ -23,13 +23,6 @@ pub struct HttpSettings {
 }
 
 impl HttpSettings {
-    pub fn from_config(c: &Config) -> Result<Option<HttpSettings>, String> {
-        let Some(h) = &c.uplink.http else {
-            return Ok(None);
-        };
-        Self::resolve(h, c.site_id()).map(Some)
-    }
-
     pub fn resolve(h: &HttpUplinkConfig, site: &str) -> Result<HttpSettings, String> {
         // Checked here, not at the first POST: this build's URL parser takes ASCII host names only
         // (Cargo.toml, idna_adapter).
@@ -52,13 +45,10 @@ impl HttpSettings {
         // reqwest needs a TLS config even for http:// (loopback tests); ours uses ring.
         let tls = if h.url.starts_with("https://") {
             let ca = h.ca_file.clone().unwrap_or_else(|| SYSTEM_CA_BUNDLE.into());
-            (*crate::mqtt::tls_config(&ca, None).map_err(|e| format!("[uplink.http] {e}"))?).clone()
+            (*crate::tls::ca_client_config(&ca, None).map_err(|e| format!("[uplink.http] {e}"))?)
+                .clone()
         } else {
-            rustls::ClientConfig::builder_with_provider(crate::routeros::tls::provider())
-                .with_safe_default_protocol_versions()
-                .map_err(|e| format!("[uplink.http] TLS setup: {e}"))?
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth()
+            crate::tls::trusts_nothing().map_err(|e| format!("[uplink.http] {e}"))?
         };
         builder = builder.use_preconfigured_tls(tls);
         let client = builder
@@ -79,7 +69,7 @@ impl HttpSettings {
 /// Waits for MQTT to be down for `after`, then drains the outbox over HTTPS until MQTT is back.
 pub async fn run(
     s: Arc<HttpSettings>,
-    d: Daemon,
+    site: Site,
     mut down: watch::Receiver<Option<Instant>>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -107,7 +97,7 @@ pub async fn run(
             tracing::warn!(url = %s.url, "MQTT unreachable for {} s: sending events over HTTPS", s.after.as_secs());
             active = true;
         }
-        let pause = match post_once(&s, &d).await {
+        let pause = match post_once(&s, &site).await {
             Ok(0) => {
                 failures = 0;
                 s.interval
@@ -118,9 +108,9 @@ pub async fn run(
             }
             Err(e) => {
                 failures += 1;
-                let wait = crate::mqtt::backoff(failures);
+                let wait = crate::uplink::mqtt::backoff(failures);
                 tracing::warn!(error = %e, retry_in_s = wait.as_secs(), "HTTPS uplink");
-                crate::mqtt::record_state(&d, "https", "down", &e).await;
+                crate::uplink::mqtt::record_state(&site, "https", "down", &e).await;
                 wait
             }
         };
@@ -137,13 +127,13 @@ pub async fn run(
 }
 
 /// POSTs the oldest batch; returns how many events left the outbox.
-async fn post_once(s: &HttpSettings, d: &Daemon) -> Result<usize, String> {
-    let (site, limit) = (s.site.clone(), s.batch as i64);
-    let rows = d
-        .store
-        .call(move |st| st.outbox_after(&site, 0, limit))
+async fn post_once(s: &HttpSettings, site: &Site) -> Result<usize, String> {
+    let (site_id, limit) = (s.site.clone(), s.batch as i64);
+    let rows = site
+        .store()
+        .call(move |st| st.outbox_after(&site_id, 0, limit))
         .await
-        .map_err(|e| e.to_string())?
+        .and_then(|r| r)
         .map_err(|e| format!("reading the outbox: {e}"))?;
     if rows.is_empty() {
         return Ok(0);
@@ -168,12 +158,12 @@ async fn post_once(s: &HttpSettings, d: &Daemon) -> Result<usize, String> {
     // Rows are read in seq order and only ever appended after: the range is exactly them.
     let range = (rows[0].seq, rows[rows.len() - 1].seq);
     let n = rows.len();
-    d.store
+    site.store()
         .call(move |st| st.outbox_remove(&[range]))
         .await
-        .map_err(|e| e.to_string())?
+        .and_then(|r| r)
         .map_err(|e| format!("removing sent events: {e}"))?;
-    crate::mqtt::record_state(d, "https", "up", "").await;
+    crate::uplink::mqtt::record_state(site, "https", "up", "").await;
     Ok(n)
 }
 

@@ -1,7 +1,9 @@
-//! API-SSL (port 8729): rustls with the ring provider (aws-lc does not cross-compile to MIPS).
+//! TLS for every client we run: RouterOS API-SSL, MQTT and the HTTPS uplink. rustls with the
+//! ring provider (aws-lc does not cross-compile to MIPS).
+//!
 //! The router is trusted through a CA file, or by pinning the SHA-256 of its certificate, which
-//! suits the self-signed certificates MikroTik routers make for themselves. Handshake signatures
-//! are always verified.
+//! suits the self-signed certificates MikroTik routers make for themselves; the cloud (MQTT,
+//! HTTPS) through a CA bundle. Handshake signatures are always verified.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,7 +11,7 @@ use std::sync::Arc;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, Error, RootCertStore, SignatureScheme,
 };
@@ -159,6 +161,48 @@ impl ServerCertVerifier for Pinned {
             .signature_verification_algorithms
             .supported_schemes()
     }
+}
+
+/// A client config trusting the CA bundle `ca`, with a client certificate if given (MQTT
+/// and the HTTPS uplink).
+pub fn ca_client_config(
+    ca: &Path,
+    client: Option<(&Path, &Path)>,
+) -> Result<Arc<ClientConfig>, String> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .with_root_certificates(load_roots(ca)?);
+    let config = match client {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let certs = CertificateDer::pem_file_iter(cert)
+                .map_err(|e| format!("client-certificate-file {}: {e}", cert.display()))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("client-certificate-file {}: {e}", cert.display()))?;
+            if certs.is_empty() {
+                return Err(format!(
+                    "client-certificate-file {}: no certificate in it",
+                    cert.display()
+                ));
+            }
+            let key = PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| format!("client-key-file {}: {e}", key.display()))?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| format!("client certificate: {e}"))?
+        }
+    };
+    Ok(Arc::new(config))
+}
+
+/// A client config that trusts nothing: reqwest needs one even for `http://` (loopback tests).
+pub fn trusts_nothing() -> Result<ClientConfig, String> {
+    Ok(ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .with_root_certificates(RootCertStore::empty())
+        .with_no_client_auth())
 }
 
 #[cfg(test)]

@@ -11,7 +11,6 @@ mod session;
 pub mod status;
 pub mod tracker;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,15 +18,12 @@ use rumqttc::v5::mqttbytes::v5::LastWill;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::MqttOptions;
 use rumqttc::{TlsConfiguration, Transport};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::ClientConfig;
 use tokio::sync::watch;
 
-use crate::config::{BrokerUrl, Config, MqttConfig, SYSTEM_CA_BUNDLE};
-use crate::engine::Engine;
-use crate::runtime::Daemon;
+use crate::config::{BrokerUrl, MqttConfig, SYSTEM_CA_BUNDLE};
 use crate::secret::Secret;
+use crate::site::Site;
 
 /// Backoff resets once a connection stayed up this long.
 const HEALTHY_RESET: Duration = Duration::from_secs(60);
@@ -76,13 +72,6 @@ pub struct MqttSettings {
 }
 
 impl MqttSettings {
-    pub fn from_config(c: &Config) -> Result<Option<MqttSettings>, String> {
-        let Some(m) = c.mqtt.as_ref().map(|m| m.get_ref()) else {
-            return Ok(None);
-        };
-        Self::resolve(m, c.site_id()).map(Some)
-    }
-
     pub fn resolve(m: &MqttConfig, site: &str) -> Result<MqttSettings, String> {
         let broker = BrokerUrl::parse(&m.url).map_err(|e| format!("[mqtt] {e}"))?;
         let password = crate::secret::resolve(
@@ -102,7 +91,7 @@ impl MqttSettings {
                 (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
                 _ => None,
             };
-            Some(tls_config(&ca, client).map_err(|e| format!("[mqtt] {e}"))?)
+            Some(crate::tls::ca_client_config(&ca, client).map_err(|e| format!("[mqtt] {e}"))?)
         } else {
             None
         };
@@ -178,37 +167,6 @@ impl MqttSettings {
     }
 }
 
-pub(crate) fn tls_config(
-    ca: &Path,
-    client: Option<(&Path, &Path)>,
-) -> Result<Arc<ClientConfig>, String> {
-    let builder = ClientConfig::builder_with_provider(crate::routeros::tls::provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup: {e}"))?
-        .with_root_certificates(crate::routeros::tls::load_roots(ca)?);
-    let config = match client {
-        None => builder.with_no_client_auth(),
-        Some((cert, key)) => {
-            let certs = CertificateDer::pem_file_iter(cert)
-                .map_err(|e| format!("client-certificate-file {}: {e}", cert.display()))?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("client-certificate-file {}: {e}", cert.display()))?;
-            if certs.is_empty() {
-                return Err(format!(
-                    "client-certificate-file {}: no certificate in it",
-                    cert.display()
-                ));
-            }
-            let key = PrivateKeyDer::from_pem_file(key)
-                .map_err(|e| format!("client-key-file {}: {e}", key.display()))?;
-            builder
-                .with_client_auth_cert(certs, key)
-                .map_err(|e| format!("client certificate: {e}"))?
-        }
-    };
-    Ok(Arc::new(config))
-}
-
 /// Room in rumqttc's request channel: a window of events (twice the in-flight limit) plus
 /// replies, the status and command acks, so a `try_publish` never finds it full.
 fn request_capacity(inflight: u16) -> usize {
@@ -224,8 +182,7 @@ pub fn backoff(failures: u32) -> Duration {
 /// connect again with a fresh session state (everything unacknowledged is sent again).
 pub async fn run(
     settings: Arc<MqttSettings>,
-    daemon: Daemon,
-    engine: Arc<Engine>,
+    site: Site,
     down: watch::Sender<Option<Instant>>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -243,14 +200,14 @@ pub async fn run(
             return;
         }
         let attempt = Instant::now();
-        let mut s = session::Session::new(&settings, &daemon, &engine, started, &down);
+        let mut s = session::Session::new(&settings, &site, started, &down);
         let outcome = s.run(&mut stop).await;
         let up_for = s.connected_at.map(|t| t.elapsed());
         drop(s);
         let error = match outcome {
             Ok(()) => {
                 // So that `status` does not show a stopped daemon as connected.
-                record_state(&daemon, "mqtt", "stopped", "").await;
+                record_state(&site, "mqtt", "stopped", "").await;
                 return;
             }
             Err(e) => e,
@@ -269,7 +226,7 @@ pub async fn run(
                 false
             }
         });
-        record_state(&daemon, "mqtt", "down", &error).await;
+        record_state(&site, "mqtt", "down", &error).await;
         tokio::select! {
             _ = stop.changed() => return,
             _ = tokio::time::sleep(wait) => {}
@@ -279,15 +236,10 @@ pub async fn run(
 
 /// What `status` shows about the cloud link (kept in the database: status runs in another
 /// process). Failures to record are not worth stopping the uplink for.
-pub(crate) async fn record_state(d: &Daemon, via: &'static str, state: &'static str, error: &str) {
-    let clock = d.clock.clone();
+pub(crate) async fn record_state(site: &Site, via: &'static str, state: &'static str, error: &str) {
     let error = (!error.is_empty()).then(|| error.to_string());
-    let _ = d
-        .store
-        .call(move |s| {
-            let now = s.now(clock.as_ref())?;
-            s.set_uplink_state(via, state, error.as_deref(), &now)
-        })
+    let _ = site
+        .read(move |s, now| s.set_uplink_state(via, state, error.as_deref(), now))
         .await;
 }
 

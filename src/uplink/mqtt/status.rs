@@ -1,13 +1,12 @@
 //! The heartbeat: what the cloud sees of a site on `{prefix}/{site}/status` (retained), and the
 //! answer to `status.get`. Built from the store's `status` plus what only the daemon knows: its
-//! uptime, memory, the router link.
+//! uptime, memory, the NAS link.
 
 use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use crate::runtime::Daemon;
-use crate::store::StoreError;
+use crate::site::Site;
 
 /// Resident memory of this process, from /proc (Linux and OpenWrt).
 pub fn rss_bytes() -> Option<u64> {
@@ -18,29 +17,22 @@ pub fn rss_bytes() -> Option<u64> {
 }
 
 /// `{"state": "online", ...}`: the store's status plus daemon facts.
-pub async fn heartbeat(d: &Daemon, site: &str, started: Instant) -> Result<Value, String> {
-    let clock = d.clock.clone();
-    let site_owned = site.to_string();
-    let mut v = d
-        .store
-        .call(move |s| -> Result<Value, StoreError> {
-            let now = s.now(clock.as_ref())?;
-            s.status(&site_owned, &now)
-        })
+pub async fn heartbeat(site: &Site, site_id: &str, started: Instant) -> Result<Value, String> {
+    let site_id = site_id.to_string();
+    let mut v = site
+        .read(move |s, now| s.status(&site_id, now))
         .await
-        .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-    let router = match &d.link {
-        Some(link) => {
-            let st = link.status().await;
-            json!({
-                "configured": true,
-                "reachable": st.reachable,
-                "health": st.health,
-                "last-error": st.last_error,
-                "reconnects": st.reconnects,
-            })
-        }
+    // Whichever NAS runs (RouterOS, openNDS, RADIUS) fills the same block.
+    let router = match site.nas_status().await {
+        Some(st) => json!({
+            "configured": true,
+            "kind": st.kind,
+            "reachable": st.reachable,
+            "health": st.health,
+            "last-error": st.last_error,
+            "reconnects": st.reconnects,
+        }),
         None => json!({"configured": false, "reachable": Value::Null}),
     };
     v["state"] = json!("online");
