@@ -1,13 +1,21 @@
 //! hotspot-edge: the local brain of a pay-per-use WiFi hotspot router.
 //!
-//! Layers, dependencies pointing down only (docs/architecture.md has the module map):
-//! `cli` -> `runtime` -> `app` -> `store` -> `engine` -> `domain`, `units`, `clock`.
+//! Layers, top first. A module imports only modules of lower layers, never its own layer's
+//! or a higher one; `tests/layers.rs` reads this list and fails the build's tests when the code
+//! says otherwise. docs/architecture.md has the module map.
+//!
+//! 1. `cli`: the binary's edge (arguments, commands, output, exit codes, the demo)
+//! 2. `daemon`: the composition root (settings resolved once, tasks started and stopped)
+//! 3. `enforce`, `opennds`, `radius`, `routeros`, `uplink`: the adapters
+//! 4. `app`, `logging`, `site`: what the entry points and the adapters share
+//! 5. `config`, `nas`, `store`: the TOML file, the NAS port, the SQLite store
+//! 6. `engine`: pure decisions
+//! 7. `clock`, `domain`: time and the business's words
+//! 8. `backoff`, `secret`, `tls`, `units`: small tools with no knowledge of the rest
 
 pub mod app;
 pub mod backoff;
 pub mod cli;
-#[cfg(feature = "demo")]
-mod cli_demo;
 pub mod clock;
 pub mod config;
 pub mod daemon;

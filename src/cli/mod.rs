@@ -9,6 +9,9 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{json, Value};
 
+#[cfg(feature = "demo")]
+mod demo;
+
 use crate::app;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Config, EXIT_BAD_CONFIG};
@@ -329,7 +332,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
         .unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH));
     #[cfg(feature = "demo")]
     if let Cmd::Demo(a) = &cli.command {
-        return crate::cli_demo::demo(a.seconds);
+        return demo::demo(a.seconds);
     }
     if let Cmd::SignCommand(a) = &cli.command {
         if a.site.is_some() && a.key_file.is_some() {

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::cli::run_args;
+use super::run_args;
 use crate::clock::SystemClock;
 use crate::config;
 use crate::routeros::sim::{Model, Simulator};
