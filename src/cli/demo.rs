@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::exit::*;
 use super::run_args;
 use crate::clock::SystemClock;
 use crate::config;
@@ -22,7 +23,7 @@ pub fn demo(seconds: u32) -> i32 {
     ));
     if let Err(e) = std::fs::create_dir_all(&dir) {
         eprintln!("error: cannot create {}: {e}", dir.display());
-        return 73;
+        return EXIT_CANT_CREATE;
     }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -31,7 +32,7 @@ pub fn demo(seconds: u32) -> i32 {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: {e}");
-            return 71;
+            return EXIT_OS_ERROR;
         }
     };
     let code = rt.block_on(demo_in(&dir, seconds));
@@ -65,7 +66,7 @@ async fn demo_in(dir: &Path, seconds: u32) -> i32 {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: cannot start the router simulator: {e}");
-            return 71;
+            return EXIT_OS_ERROR;
         }
     };
     let cfg_path = dir.join("config.toml");
@@ -118,7 +119,7 @@ rate-limit = "2M/5M"
         || std::fs::write(&pw_path, "demo-router-password\n").is_err()
     {
         eprintln!("error: cannot write the demo config in {}", dir.display());
-        return 73;
+        return EXIT_CANT_CREATE;
     }
     println!(
         "hotspot-edge demo: a RouterOS simulator on {} and a temporary site in {}",
@@ -135,7 +136,7 @@ rate-limit = "2M/5M"
         Ok(x) => x,
         Err(e) => {
             eprintln!("{e}");
-            return 78;
+            return EXIT_BAD_CONFIG;
         }
     };
     crate::logging::init(&config::LogConfig {
@@ -227,7 +228,7 @@ rate-limit = "2M/5M"
             Ok(Some(c)) => c,
             _ => {
                 eprintln!("error: could not generate the demo voucher");
-                return 74;
+                return EXIT_STORE;
             }
         }
     };

@@ -21,8 +21,6 @@ pub use radius::{check_secret, ClientNetwork, NasKind, RadiusClientConfig, Radiu
 pub use uplink::{BrokerUrl, HttpUplinkConfig, MqttConfig, UplinkConfig, SYSTEM_CA_BUNDLE};
 
 pub const DEFAULT_PATH: &str = "/etc/hotspot-edge/config.toml";
-/// sysexits.h EX_CONFIG: what service managers and scripts expect for a bad configuration.
-pub const EXIT_BAD_CONFIG: i32 = 78;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]

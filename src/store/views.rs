@@ -39,52 +39,6 @@ impl Table {
                 .collect(),
         )
     }
-
-    pub fn render(&self) -> String {
-        let cell = |v: &Value| match v {
-            Value::Null => "-".to_string(),
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        let cells: Vec<Vec<String>> = self
-            .rows
-            .iter()
-            .map(|r| r.iter().map(cell).collect())
-            .collect();
-        let mut widths: Vec<usize> = self.columns.iter().map(|c| c.len()).collect();
-        for r in &cells {
-            for (i, c) in r.iter().enumerate() {
-                widths[i] = widths[i].max(c.chars().count());
-            }
-        }
-        let line = |vals: Vec<&str>| {
-            let mut s = String::new();
-            for (i, v) in vals.iter().enumerate() {
-                if i + 1 == vals.len() {
-                    s.push_str(v);
-                } else {
-                    s.push_str(&format!("{v:<w$}  ", w = widths[i]));
-                }
-            }
-            s.trim_end().to_string() + "\n"
-        };
-        let mut out = line(
-            self.columns
-                .iter()
-                .map(|c| c.to_uppercase())
-                .collect::<Vec<_>>()
-                .iter()
-                .map(String::as_str)
-                .collect(),
-        );
-        for r in &cells {
-            out.push_str(&line(r.iter().map(String::as_str).collect()));
-        }
-        if self.rows.is_empty() {
-            out.push_str("(none)\n");
-        }
-        out
-    }
 }
 
 fn time(ms: Option<i64>) -> Value {
