@@ -4,16 +4,16 @@
 
 use std::time::Duration;
 
-use hotspot_edge::routeros::backend::{DesiredUser, RouterOsBackend};
+use hotspot_edge::routeros::backend::{DesiredUser, RouterOsNas};
 use hotspot_edge::routeros::client::{ApiClient, RouterError};
 use hotspot_edge::routeros::sim::model::PrintForms;
 use hotspot_edge::routeros::sim::{Model, Simulator};
 
 mod common;
 
-async fn sim_and_backend(tag_first: bool) -> (Simulator, RouterOsBackend) {
+async fn sim_and_backend(tag_first: bool) -> (Simulator, RouterOsNas) {
     let (sim, api) = common::sim::sim_and_api(PrintForms::V7, tag_first).await;
-    (sim, RouterOsBackend::new(api))
+    (sim, RouterOsNas::new(api))
 }
 
 fn alice(disabled: bool) -> DesiredUser {
@@ -171,7 +171,7 @@ async fn printed_values_differ_from_written_ones_and_are_compared_by_meaning() {
     use hotspot_edge::routeros::meaning;
     for forms in [PrintForms::V7, PrintForms::V6] {
         let (sim, api) = common::sim::sim_and_api(forms, false).await;
-        let b = RouterOsBackend::new(api.clone());
+        let b = RouterOsNas::new(api.clone());
         common::sim::hour_profile(&b, Some("2000k/5M")).await;
         let user = DesiredUser {
             mac: Some("aa:bb:cc:dd:ee:0f".into()),
@@ -227,7 +227,7 @@ async fn printed_values_differ_from_written_ones_and_are_compared_by_meaning() {
 async fn users_are_confirmed_when_the_router_hides_passwords() {
     let (sim, api) = common::sim::sim_and_api(PrintForms::V7, false).await;
     sim.model().hide_secrets = true;
-    let b = RouterOsBackend::new(api);
+    let b = RouterOsNas::new(api);
     common::sim::hour_profile(&b, None).await;
     b.upsert_user(&alice(false)).await.unwrap();
     // What the router holds, which it does not print to this API user.

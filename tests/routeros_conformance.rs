@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use hotspot_edge::routeros::backend::{active_session, health, DesiredUser, RouterOsBackend};
+use hotspot_edge::routeros::backend::{active_session, health, DesiredUser, RouterOsNas};
 use hotspot_edge::routeros::client::{Call, Row};
 use hotspot_edge::routeros::format::parse_duration;
 use hotspot_edge::routeros::meaning::{self, kind_of, Kind, Verdict};
@@ -271,7 +271,7 @@ const DOCUMENTED_EXTRA: &[(&str, &str)] = &[
 /// The simulator's rows of `menu` after a user, a profile and a logged-in device were made.
 async fn simulated(forms: PrintForms) -> (Simulator, BTreeMap<&'static str, Vec<Row>>) {
     let (sim, api) = common::sim::sim_and_api(forms, false).await;
-    let b = RouterOsBackend::new(api.clone());
+    let b = RouterOsNas::new(api.clone());
     common::sim::hour_profile(&b, Some("2M/5M")).await;
     b.upsert_user(&DesiredUser {
         name: "alice".into(),

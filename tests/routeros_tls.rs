@@ -76,7 +76,7 @@ async fn api_ssl_with_a_ca_file() {
     let api = connect(&s, Trust::CaFile(ca.clone()), "router.test")
         .await
         .unwrap();
-    let b = hotspot_edge::routeros::backend::RouterOsBackend::new(api);
+    let b = hotspot_edge::routeros::backend::RouterOsNas::new(api);
     assert_eq!(b.health().await.unwrap().identity, "sim-router");
     // The same CA, but the certificate is not for this name.
     let e = connect(&s, Trust::CaFile(ca), "other.test")
@@ -92,7 +92,7 @@ async fn api_ssl_with_a_pinned_certificate() {
     let pin = tls::sha256(&p.leaf_der);
     // A pin does not depend on names: MikroTik's self-signed certificates carry none useful.
     let api = connect(&s, Trust::Pin(pin), "anything").await.unwrap();
-    let b = hotspot_edge::routeros::backend::RouterOsBackend::new(api);
+    let b = hotspot_edge::routeros::backend::RouterOsNas::new(api);
     assert_eq!(b.health().await.unwrap().identity, "sim-router");
     let mut wrong = pin;
     wrong[0] ^= 1;

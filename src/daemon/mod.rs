@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::config::RouterKind;
 use crate::enforce::{EnforceSettings, Enforcer};
 use crate::engine::Command;
-use crate::routeros::link::RouterLink;
+use crate::routeros::link::RouterOsLink;
 pub use settings::{Settings, SettingsError};
 
 use crate::site::Site;
@@ -57,7 +57,7 @@ pub struct RadiusInfo {
 pub struct Daemon {
     pub site: Site,
     /// The RouterOS connection, when `[router] kind = "routeros"`.
-    pub router_link: Option<Arc<RouterLink>>,
+    pub router_link: Option<Arc<RouterOsLink>>,
     /// The RADIUS server, when `[radius]` is configured.
     #[cfg(feature = "radius")]
     pub radius: Option<RadiusInfo>,
@@ -121,7 +121,7 @@ pub async fn run_with(
         if link_settings.tls.is_none() {
             tracing::warn!(router = %r.address, "plain RouterOS API: the password crosses the network in clear");
         }
-        let link = RouterLink::new(link_settings);
+        let link = RouterOsLink::new(link_settings);
         let enforcer = Enforcer::new(
             site.clone(),
             link.clone(),

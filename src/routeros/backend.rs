@@ -88,13 +88,13 @@ pub fn health(identity: Option<&Row>, resource: Option<&Row>) -> Health {
 }
 
 #[derive(Clone, Debug)]
-pub struct RouterOsBackend {
+pub struct RouterOsNas {
     pub api: ApiClient,
 }
 
-impl RouterOsBackend {
+impl RouterOsNas {
     pub fn new(api: ApiClient) -> Self {
-        RouterOsBackend { api }
+        RouterOsNas { api }
     }
 
     async fn find(&self, menu: &str, name: &str) -> Result<Option<Row>, RouterError> {
@@ -118,7 +118,7 @@ impl RouterOsBackend {
         self.upsert_found(menu, name, existing, want).await
     }
 
-    /// [`RouterOsBackend::upsert`] with the row already read (`None`: not there).
+    /// [`RouterOsNas::upsert`] with the row already read (`None`: not there).
     async fn upsert_found(
         &self,
         menu: &str,
@@ -553,36 +553,36 @@ impl RouterOsBackend {
     }
 }
 
-impl crate::nas::Nas for RouterOsBackend {
+impl crate::nas::Nas for RouterOsNas {
     fn ensure_profile(
         &self,
         p: &DesiredProfile,
     ) -> impl std::future::Future<Output = Result<(), RouterError>> + Send {
-        RouterOsBackend::ensure_profile(self, p)
+        RouterOsNas::ensure_profile(self, p)
     }
     fn upsert_user(
         &self,
         u: &DesiredUser,
     ) -> impl std::future::Future<Output = Result<(), RouterError>> + Send {
-        RouterOsBackend::upsert_user(self, u)
+        RouterOsNas::upsert_user(self, u)
     }
     fn remove_user(
         &self,
         name: &str,
     ) -> impl std::future::Future<Output = Result<bool, RouterError>> + Send {
-        RouterOsBackend::remove_user(self, name)
+        RouterOsNas::remove_user(self, name)
     }
     fn remove_cookies(
         &self,
         user: &str,
     ) -> impl std::future::Future<Output = Result<usize, RouterError>> + Send {
-        RouterOsBackend::remove_cookies(self, user)
+        RouterOsNas::remove_cookies(self, user)
     }
     fn disconnect(
         &self,
         user: &str,
     ) -> impl std::future::Future<Output = Result<usize, RouterError>> + Send {
-        RouterOsBackend::disconnect(self, user)
+        RouterOsNas::disconnect(self, user)
     }
     fn bulk_disconnect(
         &self,
@@ -590,19 +590,19 @@ impl crate::nas::Nas for RouterOsBackend {
         disable: &HashSet<String>,
     ) -> impl std::future::Future<Output = Result<HashMap<String, (u32, u32)>, RouterError>> + Send
     {
-        RouterOsBackend::bulk_disconnect(self, users, disable)
+        RouterOsNas::bulk_disconnect(self, users, disable)
     }
     fn kick(
         &self,
         session_id: &str,
     ) -> impl std::future::Future<Output = Result<(), RouterError>> + Send {
-        RouterOsBackend::kick(self, session_id)
+        RouterOsNas::kick(self, session_id)
     }
     fn active(
         &self,
         server: Option<&str>,
     ) -> impl std::future::Future<Output = Result<Vec<ActiveSession>, RouterError>> + Send {
-        RouterOsBackend::active(self, server)
+        RouterOsNas::active(self, server)
     }
     fn login(
         &self,
@@ -611,9 +611,9 @@ impl crate::nas::Nas for RouterOsBackend {
         mac: &str,
         ip: Option<&str>,
     ) -> impl std::future::Future<Output = Result<(), RouterError>> + Send {
-        RouterOsBackend::login(self, user, password, mac, ip)
+        RouterOsNas::login(self, user, password, mac, ip)
     }
     fn health(&self) -> impl std::future::Future<Output = Result<Health, RouterError>> + Send {
-        RouterOsBackend::health(self)
+        RouterOsNas::health(self)
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::{watch, Mutex};
 use tokio::time::Instant;
 
-use super::backend::{Health, RouterOsBackend};
+use super::backend::{Health, RouterOsNas};
 use super::client::{ApiClient, RouterError};
 use crate::nas::NasStatus;
 use crate::secret::Secret;
@@ -31,7 +31,7 @@ const HEALTHY_RESET: Duration = Duration::from_secs(60);
 
 #[derive(Default)]
 struct LinkState {
-    backend: Option<RouterOsBackend>,
+    backend: Option<RouterOsNas>,
     failures: u32,
     retry_at: Option<Instant>,
     up_since: Option<Instant>,
@@ -39,15 +39,15 @@ struct LinkState {
     health: Option<Health>,
 }
 
-pub struct RouterLink {
+pub struct RouterOsLink {
     settings: LinkSettings,
     state: Mutex<LinkState>,
     generation: watch::Sender<u64>,
 }
 
-impl RouterLink {
-    pub fn new(settings: LinkSettings) -> Arc<RouterLink> {
-        Arc::new(RouterLink {
+impl RouterOsLink {
+    pub fn new(settings: LinkSettings) -> Arc<RouterOsLink> {
+        Arc::new(RouterOsLink {
             settings,
             state: Mutex::new(LinkState::default()),
             generation: watch::channel(0).0,
@@ -60,7 +60,7 @@ impl RouterLink {
     }
 
     /// The connected backend, connecting first if the backoff allows.
-    pub async fn get(&self) -> Result<RouterOsBackend, RouterError> {
+    pub async fn get(&self) -> Result<RouterOsNas, RouterError> {
         let mut st = self.state.lock().await;
         if let Some(b) = &st.backend {
             return Ok(b.clone());
@@ -82,7 +82,7 @@ impl RouterLink {
             )
             .await?;
             let api = ApiClient::with_timeout(api, s.command_timeout);
-            let backend = RouterOsBackend::new(api);
+            let backend = RouterOsNas::new(api);
             let health = backend.health().await?;
             Ok::<_, RouterError>((backend, health))
         };
@@ -165,18 +165,18 @@ impl RouterLink {
     }
 }
 
-impl crate::nas::NasLink for RouterLink {
-    type Nas = RouterOsBackend;
+impl crate::nas::NasLink for RouterOsLink {
+    type Nas = RouterOsNas;
     fn generation(&self) -> watch::Receiver<u64> {
-        RouterLink::generation(self)
+        RouterOsLink::generation(self)
     }
-    async fn get(&self) -> Result<RouterOsBackend, RouterError> {
-        RouterLink::get(self).await
+    async fn get(&self) -> Result<RouterOsNas, RouterError> {
+        RouterOsLink::get(self).await
     }
     async fn broken(&self, e: &RouterError) {
-        RouterLink::broken(self, e).await
+        RouterOsLink::broken(self, e).await
     }
     async fn status(&self) -> NasStatus {
-        RouterLink::status(self).await
+        RouterOsLink::status(self).await
     }
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use hotspot_edge::routeros::backend::{DesiredProfile, RouterOsBackend};
+use hotspot_edge::routeros::backend::{DesiredProfile, RouterOsNas};
 use hotspot_edge::routeros::client::ApiClient;
 use hotspot_edge::routeros::sim::model::PrintForms;
 use hotspot_edge::routeros::sim::{Model, Simulator};
@@ -26,7 +26,7 @@ pub async fn sim_and_api(forms: PrintForms, tag_first: bool) -> (Simulator, ApiC
 }
 
 /// Ensures the profile `1h` (one device) on the router, with this rate limit.
-pub async fn hour_profile(b: &RouterOsBackend, rate_limit: Option<&str>) {
+pub async fn hour_profile(b: &RouterOsNas, rate_limit: Option<&str>) {
     b.ensure_profile(&DesiredProfile {
         name: "1h".into(),
         rate_limit: rate_limit.map(String::from),
