@@ -3,7 +3,7 @@
 
 use crate::clock::{Clock, TimePolicy};
 use crate::config::Config;
-use crate::engine::command::{PlanArgs, PlanIdArg};
+use crate::engine::command::{PlanArgs, PlanIdArg, Source};
 use crate::engine::{Command, Engine, OsEntropy, Settings};
 use crate::store::{ApplyError, OpenOptions, Store};
 
@@ -72,7 +72,13 @@ pub fn sync_config_plans(
         }
     }
     let refs: Vec<(Option<&str>, &Command)> = cmds.iter().map(|c| (None, c)).collect();
-    let results = store.apply_many(&engine(config), clock, &mut OsEntropy, "config", &refs)?;
+    let results = store.apply_many(
+        &engine(config),
+        clock,
+        &mut OsEntropy,
+        Source::Config,
+        &refs,
+    )?;
     match results.into_iter().find_map(Result::err) {
         Some(r) => Err(ApplyError::Rejected(r)),
         None => Ok(()),

@@ -11,7 +11,7 @@
 //! 5. `config`, `nas`, `store`: the TOML file, the NAS port, the SQLite store
 //! 6. `engine`: pure decisions
 //! 7. `clock`, `domain`: time and the business's words
-//! 8. `backoff`, `secret`, `tls`, `units`: small tools with no knowledge of the rest
+//! 8. `backoff`, `secret`, `shutdown`, `tls`, `units`: small tools with no knowledge of the rest
 
 pub mod app;
 pub mod backoff;
@@ -30,6 +30,7 @@ pub mod opennds;
 pub mod radius;
 pub mod routeros;
 pub mod secret;
+pub mod shutdown;
 pub mod site;
 pub mod store;
 pub mod tls;

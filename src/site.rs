@@ -14,6 +14,7 @@ use std::sync::{Arc, OnceLock};
 use tokio::sync::Notify;
 
 use crate::clock::{Clock, Now};
+use crate::engine::command::Source;
 use crate::engine::{Command, Engine, OsEntropy, Rejection};
 use crate::nas::{NasLink, NasStatus};
 use crate::store::{Applied, ApplyError, Store, StoreError, StoreHandle};
@@ -78,7 +79,7 @@ impl Site {
     /// Applies one command (idempotent under `id`) and wakes the timers.
     pub async fn apply(
         &self,
-        source: &'static str,
+        source: Source,
         id: Option<String>,
         cmd: Command,
     ) -> Result<Applied, ApplyError> {
@@ -106,7 +107,7 @@ impl Site {
     /// the job worker then would end its wait for a deadline's last slice early.
     pub async fn apply_many_then<T: Send + 'static>(
         &self,
-        source: &'static str,
+        source: Source,
         cmds: Vec<(Option<String>, Command)>,
         after: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<(Vec<Result<Applied, Rejection>>, T), StoreError> {
@@ -129,7 +130,7 @@ impl Site {
     /// timers.
     pub async fn apply_many(
         &self,
-        source: &'static str,
+        source: Source,
         cmds: Vec<(Option<String>, Command)>,
     ) -> Result<Vec<Result<Applied, Rejection>>, StoreError> {
         let results = self.apply_many_then(source, cmds, |_| Ok(())).await?.0;

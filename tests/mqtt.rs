@@ -12,6 +12,7 @@ use common::mosquitto::{Broker, BrokerOptions, Watcher};
 use hotspot_edge::clock::{Clock, SystemClock};
 use hotspot_edge::config;
 use hotspot_edge::daemon::Daemon;
+use hotspot_edge::engine::command::Source;
 use hotspot_edge::engine::command::*;
 use hotspot_edge::engine::{Command, OsEntropy};
 use hotspot_edge::routeros::sim::{Model, Simulator};
@@ -110,7 +111,7 @@ impl Rig {
             .call(move |s| {
                 let cmds: Vec<Command> = (0..n).map(|i| payment(&format!("M{i}"), None)).collect();
                 let refs: Vec<(Option<&str>, &Command)> = cmds.iter().map(|c| (None, c)).collect();
-                s.apply_many(&engine, clock.as_ref(), &mut OsEntropy, "test", &refs)
+                s.apply_many(&engine, clock.as_ref(), &mut OsEntropy, Source::Cli, &refs)
                     .unwrap();
             })
             .await
@@ -409,7 +410,7 @@ async fn sigkill_during_a_drain_loses_nothing() {
                 .collect();
             let refs: Vec<(Option<&str>, &Command)> = cmds.iter().map(|c| (None, c)).collect();
             store
-                .apply_many(&engine, &SystemClock, &mut OsEntropy, "test", &refs)
+                .apply_many(&engine, &SystemClock, &mut OsEntropy, Source::Cli, &refs)
                 .unwrap();
         }
         store.close().unwrap();

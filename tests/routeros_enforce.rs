@@ -580,7 +580,7 @@ async fn ten_thousand_users_and_two_thousand_sessions() {
             .call(move |s| {
                 let engine = hotspot_edge::engine::Engine::new(Default::default());
                 let refs: Vec<_> = cmds.iter().map(|c| (None, c)).collect();
-                s.apply_many(&engine, &SystemClock, &mut OsEntropy, "test", &refs)
+                s.apply_many(&engine, &SystemClock, &mut OsEntropy, Source::Cli, &refs)
                     .unwrap()
             })
             .await

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use common::*;
 use hotspot_edge::engine::command::PaymentArgs;
+use hotspot_edge::engine::command::Source;
 use hotspot_edge::engine::{Command, Engine, SeededEntropy, Settings};
 use hotspot_edge::store::schema::{latest_version, APPLICATION_ID, MIGRATIONS};
 use hotspot_edge::store::{OpenOptions, Store, StoreError};
@@ -207,7 +208,7 @@ fn a_damaged_file_is_refused_without_a_panic() {
             .collect();
         let refs: Vec<_> = cmds.iter().map(|c| (None, c)).collect();
         s.store
-            .apply_many(&s.engine, &s.clock, &mut s.rng, "test", &refs)
+            .apply_many(&s.engine, &s.clock, &mut s.rng, Source::Cli, &refs)
             .unwrap();
         let st = s.store;
         st.close().unwrap();

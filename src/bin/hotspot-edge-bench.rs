@@ -188,7 +188,7 @@ fn open_with_plan(path: &Path) -> (Store, Engine) {
             &engine,
             &SystemClock,
             &mut OsEntropy,
-            "bench",
+            hotspot_edge::engine::command::Source::Cli,
             None,
             &plan_cmd(),
         )
@@ -391,7 +391,13 @@ fn engine_applies(path: &Path, count: usize, batch: usize) -> f64 {
     for chunk in cmds.chunks(batch) {
         let refs: Vec<(Option<&str>, &Command)> = chunk.iter().map(|c| (None, c)).collect();
         let results = store
-            .apply_many(&engine, &SystemClock, &mut OsEntropy, "bench", &refs)
+            .apply_many(
+                &engine,
+                &SystemClock,
+                &mut OsEntropy,
+                hotspot_edge::engine::command::Source::Cli,
+                &refs,
+            )
             .expect("apply");
         assert!(
             results.iter().all(|r| r.is_ok()),
@@ -446,7 +452,13 @@ fn startup(users: usize, outbox: usize, dir: Option<PathBuf>) {
         for chunk in cmds.chunks(2000) {
             let refs: Vec<(Option<&str>, &Command)> = chunk.iter().map(|c| (None, c)).collect();
             store
-                .apply_many(&engine, &SystemClock, &mut OsEntropy, "bench", &refs)
+                .apply_many(
+                    &engine,
+                    &SystemClock,
+                    &mut OsEntropy,
+                    hotspot_edge::engine::command::Source::Cli,
+                    &refs,
+                )
                 .expect("apply");
         }
         store.close().expect("close");
@@ -525,7 +537,7 @@ fn crash_child(db: &Path, count: usize, start: usize) {
             &engine,
             &SystemClock,
             &mut OsEntropy,
-            "crash",
+            hotspot_edge::engine::command::Source::Cli,
             None,
             &payment(i + 1, true),
         );

@@ -215,7 +215,7 @@ rate-limit = "2M/5M"
                         &engine,
                         &SystemClock,
                         &mut crate::engine::OsEntropy,
-                        "cli",
+                        crate::engine::command::Source::Cli,
                         None,
                         &cmd,
                     )

@@ -70,7 +70,7 @@ impl<W: Write> Ctx<'_, W> {
             &app::engine(self.config),
             self.clock,
             &mut OsEntropy,
-            "cli",
+            Source::Cli,
             Some(&id),
             &cmd,
         )?;

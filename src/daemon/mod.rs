@@ -22,6 +22,7 @@ use crate::config::RouterKind;
 use crate::enforce::{EnforceSettings, Enforcer};
 use crate::engine::Command;
 use crate::routeros::link::RouterOsLink;
+use crate::shutdown::Shutdown;
 pub use settings::{Settings, SettingsError};
 
 use crate::site::Site;
@@ -105,7 +106,7 @@ pub async fn run_with(
         None => None,
     };
     let (handle, thread) = StoreHandle::spawn(store).map_err(RunError::Thread)?;
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let (stopper, stop_rx) = crate::shutdown::channel();
     // One engine (pure decisions and settings) for every task.
     let engine = Arc::new(app::engine(&config));
     let site = Site::new(handle.clone(), engine, clock.clone());
@@ -221,7 +222,7 @@ pub async fn run_with(
     )));
     started(daemon.clone());
     let result = deadline_loop(&config, &site, shutdown).await;
-    let _ = stop_tx.send(true);
+    stopper.stop();
     let all = async {
         for t in tasks {
             let _ = t.await;
@@ -316,7 +317,7 @@ async fn deadline_loop(
                         &e,
                         c.as_ref(),
                         &mut crate::engine::OsEntropy,
-                        "timer",
+                        crate::engine::command::Source::Timer,
                         None,
                         &Command::Tick,
                     )
@@ -364,7 +365,7 @@ async fn deadline_loop(
 const OUTBOX_TRIM_EVERY: Duration = Duration::from_secs(60);
 
 /// Keeps the outbox within `[store] outbox-max-events` while the cloud is out of reach.
-async fn outbox_keeper(site: Site, max_events: u64, mut stop: watch::Receiver<bool>) {
+async fn outbox_keeper(site: Site, max_events: u64, mut stop: Shutdown) {
     loop {
         let trimmed = site
             .read(move |s, now| s.outbox_trim(max_events, now))
@@ -382,7 +383,7 @@ async fn outbox_keeper(site: Site, max_events: u64, mut stop: watch::Receiver<bo
             Err(e) => tracing::warn!(error = %e, "outbox size check"),
         }
         tokio::select! {
-            _ = stop.changed() => return,
+            _ = stop.requested() => return,
             _ = tokio::time::sleep(OUTBOX_TRIM_EVERY) => {}
         }
     }

@@ -11,15 +11,15 @@ pub(super) fn job_backoff_ms(attempts: i64) -> i64 {
 }
 
 impl<L: NasLink> Enforcer<L> {
-    pub async fn run_jobs(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+    pub async fn run_jobs(self: Arc<Self>, mut stop: Shutdown) {
         let mut generation = self.link.generation();
         loop {
-            if *stop.borrow() {
+            if stop.is_requested() {
                 return;
             }
             if self.site.wakeups().is_settling() {
                 tokio::select! {
-                    _ = stop.changed() => return,
+                    _ = stop.requested() => return,
                     _ = self.site.wakeups().jobs().notified() => {}
                     _ = tokio::time::sleep(SETTLING_WAIT) => {}
                 }
@@ -56,7 +56,7 @@ impl<L: NasLink> Enforcer<L> {
                 }
             };
             tokio::select! {
-                _ = stop.changed() => return,
+                _ = stop.requested() => return,
                 _ = self.site.wakeups().jobs().notified() => {}
                 _ = generation.changed() => {}
                 _ = tokio::time::sleep(wait) => {}
@@ -265,7 +265,8 @@ impl<L: NasLink> Enforcer<L> {
                     })
                 })
                 .collect();
-            self.apply("router", self.with_last_usage(cmds)).await?;
+            self.apply(Source::Router, self.with_last_usage(cmds))
+                .await?;
         }
         tracing::info!(
             users = users.len(),
@@ -381,7 +382,7 @@ impl<L: NasLink> Enforcer<L> {
                 let sessions = b.disconnect(username).await?;
                 let r = self
                     .apply(
-                        "router",
+                        Source::Router,
                         self.with_last_usage(vec![Command::UserDisconnected(DisconnectedArgs {
                             user: username.clone(),
                             reason: reason.clone(),

@@ -16,12 +16,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
-
+use crate::engine::command::Source;
 use crate::engine::command::{DisconnectedArgs, SessionCounters, UsageArgs};
 use crate::engine::model::UserState;
 use crate::engine::{Command, Job};
 use crate::nas::{DesiredProfile, DesiredUser, Nas, NasError, NasLink};
+use crate::shutdown::Shutdown;
 use crate::site::Site;
 
 mod jobs;
@@ -127,7 +127,7 @@ impl<L: NasLink> Enforcer<L> {
 
     async fn apply(
         &self,
-        source: &'static str,
+        source: Source,
         cmds: Vec<Command>,
     ) -> Result<Vec<Result<serde_json::Value, String>>, StepError> {
         Ok(self.apply_then(source, cmds, |_| Ok(())).await?.0)
@@ -136,7 +136,7 @@ impl<L: NasLink> Enforcer<L> {
     /// Applies `cmds`, then reads `after` in the same store call (no tick comes between).
     async fn apply_then<T: Send + 'static>(
         &self,
-        source: &'static str,
+        source: Source,
         cmds: Vec<Command>,
         after: impl FnOnce(&crate::store::Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<(Vec<Result<serde_json::Value, String>>, T), StepError> {

@@ -6,7 +6,7 @@ use super::reconcile::{reconcile, refused_starts, session_key, PollInput};
 use super::*;
 
 impl<L: NasLink> Enforcer<L> {
-    pub async fn run_poll(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+    pub async fn run_poll(self: Arc<Self>, mut stop: Shutdown) {
         let mut generation = self.link.generation();
         let mut last = tokio::time::Instant::now();
         let mut took = Duration::ZERO;
@@ -14,7 +14,7 @@ impl<L: NasLink> Enforcer<L> {
         let mut warned: Option<Vec<String>> = None;
         loop {
             let reconnected = tokio::select! {
-                _ = stop.changed() => return,
+                _ = stop.requested() => return,
                 _ = generation.changed() => true,
                 _ = self.site.wakeups().poll().notified() => false,
                 _ = tokio::time::sleep(self.settings.usage_poll) => false,
@@ -99,7 +99,7 @@ impl<L: NasLink> Enforcer<L> {
         let (results, pending) = if cmds.is_empty() {
             (Vec::new(), pending)
         } else {
-            self.apply_then("router", cmds, |s| s.pending_disconnects())
+            self.apply_then(Source::Router, cmds, |s| s.pending_disconnects())
                 .await?
         };
         if decided.save_all {
@@ -114,7 +114,7 @@ impl<L: NasLink> Enforcer<L> {
             tracing::warn!(user = %a.user, mac = ?a.mac, reason = %why, "device logged in without entitlement: disconnected");
             let _ = self
                 .apply(
-                    "router",
+                    Source::Router,
                     self.with_last_usage(vec![Command::UserDisconnected(DisconnectedArgs {
                         user: a.user.clone(),
                         reason: why.clone(),

@@ -4,7 +4,7 @@
 
 use crate::domain::Mac;
 use crate::engine::model::UserState;
-use crate::engine::RejectCode;
+use crate::engine::{RejectCode, Rejection};
 
 /// What is known of a user at the moment of a login.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,22 +21,17 @@ pub struct Facts<'a> {
     pub devices: u32,
 }
 
-/// Why a login is refused, in words a customer understands (RADIUS Reply-Message).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    pub code: RejectCode,
-    pub message: String,
-}
-
-fn refuse(code: RejectCode, message: impl Into<String>) -> Result<(), Refusal> {
-    Err(Refusal {
+/// A refused login is a [`Rejection`] like any refused command, its message in words a
+/// customer understands (RADIUS Reply-Message).
+fn refuse(code: RejectCode, message: impl Into<String>) -> Result<(), Rejection> {
+    Err(Rejection {
         code,
         message: message.into(),
     })
 }
 
 /// May a device with `mac` log in now? Checked in the order a customer would want to hear it.
-pub fn admit(f: &Facts<'_>, mac: Option<&Mac>) -> Result<(), Refusal> {
+pub fn admit(f: &Facts<'_>, mac: Option<&Mac>) -> Result<(), Rejection> {
     match f.state {
         UserState::Suspended => return refuse(RejectCode::Suspended, "this account is suspended"),
         UserState::Expired => return refuse(RejectCode::Expired, "your time has run out"),

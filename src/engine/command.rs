@@ -275,3 +275,33 @@ pub struct DisconnectedArgs {
     #[serde(default)]
     pub sessions: Vec<String>,
 }
+
+/// Where a command came from, kept in the inbox beside its id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The `hotspot-edge` command line (and in-process tests acting as it).
+    Cli,
+    /// `[[plans]]` of the config file, brought in at every start.
+    Config,
+    /// A signed command from the cloud.
+    Mqtt,
+    /// RADIUS accounting.
+    Radius,
+    /// What the enforcer learnt from the NAS (sessions, usage, disconnects).
+    Router,
+    /// The deadline timer.
+    Timer,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Cli => "cli",
+            Source::Config => "config",
+            Source::Mqtt => "mqtt",
+            Source::Radius => "radius",
+            Source::Router => "router",
+            Source::Timer => "timer",
+        }
+    }
+}

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::net::UdpSocket;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
 
 use super::cache::{AccessCache, ReplyCache, Seen};
 use super::disconnect::{session_key, split_key, RadiusNas};
@@ -21,9 +21,11 @@ use super::packet::{
 use super::reply::{self, Answer, Credentials};
 use super::RadiusSettings;
 use crate::domain::Mac;
+use crate::engine::command::Source;
 use crate::engine::command::{SessionCounters, SessionEndArgs, SessionStartArgs, UsageArgs};
 use crate::engine::{Command, RejectCode};
 use crate::nas::Nas;
+use crate::shutdown::Shutdown;
 use crate::site::Site;
 use crate::store::router::AccessView;
 use crate::store::StoreError;
@@ -112,17 +114,12 @@ impl RadiusServer {
     }
 
     /// Serves one socket until `stop`.
-    pub async fn serve(
-        self: Arc<Self>,
-        socket: UdpSocket,
-        accounting: bool,
-        mut stop: watch::Receiver<bool>,
-    ) {
+    pub async fn serve(self: Arc<Self>, socket: UdpSocket, accounting: bool, mut stop: Shutdown) {
         let socket = Arc::new(socket);
         let mut buf = vec![0u8; super::packet::MAX_LEN];
         loop {
             let (n, src) = tokio::select! {
-                _ = stop.changed() => return,
+                _ = stop.requested() => return,
                 r = socket.recv_from(&mut buf) => match r {
                     Ok(x) => x,
                     Err(e) => {
@@ -387,7 +384,7 @@ impl RadiusServer {
             })
             .collect();
         let cmds = cmds.into_iter().map(|c| (None, c)).collect();
-        let results = match self.site.apply_many("radius", cmds).await {
+        let results = match self.site.apply_many(Source::Radius, cmds).await {
             Ok(r) => r,
             Err(StoreError::Gone) => return false,
             Err(e) => {

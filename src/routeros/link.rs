@@ -13,6 +13,7 @@ use super::backend::{Health, RouterOsNas};
 use super::client::{ApiClient, RouterError};
 use crate::nas::NasStatus;
 use crate::secret::Secret;
+use crate::shutdown::Shutdown;
 
 #[derive(Debug, Clone)]
 pub struct LinkSettings {
@@ -138,10 +139,10 @@ impl RouterOsLink {
     }
 
     /// Probes the router every `probe-interval` (a half-open socket is found by the timeout).
-    pub async fn probe_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+    pub async fn probe_loop(self: Arc<Self>, mut stop: Shutdown) {
         loop {
             tokio::select! {
-                _ = stop.changed() => return,
+                _ = stop.requested() => return,
                 _ = tokio::time::sleep(self.settings.probe_interval) => {}
             }
             if let Ok(b) = self.get().await {

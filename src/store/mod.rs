@@ -20,6 +20,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBeha
 use serde_json::Value;
 
 use crate::clock::{Clock, ClockState, Now, TimePolicy};
+use crate::engine::command::Source;
 use crate::engine::{Command, Engine, EngineError, Entropy, Outcome, Rejection};
 pub use handle::StoreHandle;
 use ledger::TxLedger;
@@ -371,7 +372,7 @@ impl Store {
         engine: &Engine,
         clock: &dyn Clock,
         rng: &mut dyn Entropy,
-        source: &str,
+        source: Source,
         command_id: Option<&str>,
         cmd: &Command,
     ) -> Result<Applied, ApplyError> {
@@ -390,7 +391,7 @@ impl Store {
         engine: &Engine,
         clock: &dyn Clock,
         rng: &mut dyn Entropy,
-        source: &str,
+        source: Source,
         cmds: &[(Option<&str>, &Command)],
     ) -> Result<Vec<Result<Applied, Rejection>>, StoreError> {
         let tx = self
@@ -568,7 +569,7 @@ fn write_events(
 fn record_inbox(
     tx: &rusqlite::Transaction<'_>,
     id: &str,
-    source: &str,
+    source: Source,
     cmd: &Command,
     status: &str,
     result: &Value,
@@ -580,7 +581,7 @@ fn record_inbox(
     )?
     .execute(params![
         id,
-        source,
+        source.as_str(),
         cmd.type_name(),
         status,
         result.to_string(),

@@ -9,6 +9,7 @@ use tokio::sync::watch;
 
 use crate::config::{HttpUplinkConfig, SYSTEM_CA_BUNDLE};
 use crate::secret::Secret;
+use crate::shutdown::Shutdown;
 use crate::site::Site;
 
 #[derive(Clone)]
@@ -71,7 +72,7 @@ pub async fn run(
     s: Arc<HttpSettings>,
     site: Site,
     mut down: watch::Receiver<Option<Instant>>,
-    mut stop: watch::Receiver<bool>,
+    mut stop: Shutdown,
 ) {
     let mut failures = 0u32;
     let mut active = false;
@@ -86,7 +87,7 @@ pub async fn run(
                     active = false;
                 }
                 tokio::select! {
-                    _ = stop.changed() => return,
+                    _ = stop.requested() => return,
                     r = down.changed() => if r.is_err() { return },
                     _ = tokio::time::sleep(other.unwrap_or(Duration::from_secs(3600))) => {}
                 }
@@ -116,11 +117,11 @@ pub async fn run(
         };
         if !pause.is_zero() {
             tokio::select! {
-                _ = stop.changed() => return,
+                _ = stop.requested() => return,
                 _ = down.changed() => {}
                 _ = tokio::time::sleep(pause) => {}
             }
-        } else if *stop.borrow() {
+        } else if stop.is_requested() {
             return;
         }
     }

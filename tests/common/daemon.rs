@@ -7,6 +7,7 @@ use std::time::Duration;
 use hotspot_edge::clock::Clock;
 use hotspot_edge::config::Config;
 use hotspot_edge::daemon::{run_with, Daemon, Settings};
+use hotspot_edge::engine::command::Source;
 use hotspot_edge::engine::Command;
 use hotspot_edge::site::Site;
 use serde_json::Value;
@@ -64,7 +65,7 @@ impl Running {
 
 /// Applies a command to the running daemon's store, as an adapter would, and wakes the daemon.
 pub async fn apply(site: &Site, cmd: Command) -> Result<Value, String> {
-    site.apply("test", None, cmd)
+    site.apply(Source::Cli, None, cmd)
         .await
         .map(|a| a.result)
         .map_err(|e| e.to_string())

@@ -76,8 +76,14 @@ impl Site {
     }
 
     pub fn apply_id(&mut self, id: Option<&str>, cmd: Command) -> Result<Applied, ApplyError> {
-        self.store
-            .apply(&self.engine, &self.clock, &mut self.rng, "test", id, &cmd)
+        self.store.apply(
+            &self.engine,
+            &self.clock,
+            &mut self.rng,
+            Source::Cli,
+            id,
+            &cmd,
+        )
     }
 
     pub fn apply(&mut self, cmd: Command) -> Result<Value, ApplyError> {

@@ -65,7 +65,13 @@ pub fn run(sessions: usize, plan_secs: u64, dir: Option<PathBuf>) {
         // One transaction: every grant ends at the same instant, the burst the benchmark is for.
         let refs: Vec<_> = cmds.iter().map(|c| (None, c)).collect();
         store
-            .apply_many(&engine, &SystemClock, &mut OsEntropy, "bench", &refs)
+            .apply_many(
+                &engine,
+                &SystemClock,
+                &mut OsEntropy,
+                hotspot_edge::engine::command::Source::Cli,
+                &refs,
+            )
             .expect("payments");
         store.close().expect("close");
     }

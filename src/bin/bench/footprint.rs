@@ -102,7 +102,13 @@ impl Site {
         for chunk in cmds.chunks(1000) {
             let refs: Vec<_> = chunk.iter().map(|c| (None, c)).collect();
             store
-                .apply_many(&engine, &SystemClock, &mut OsEntropy, "bench", &refs)
+                .apply_many(
+                    &engine,
+                    &SystemClock,
+                    &mut OsEntropy,
+                    hotspot_edge::engine::command::Source::Cli,
+                    &refs,
+                )
                 .expect("payments");
         }
         store.close().expect("close");

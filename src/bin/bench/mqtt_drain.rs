@@ -56,7 +56,13 @@ fn backlog(db: &Path, events: usize) -> Vec<String> {
         let cmds: Vec<_> = chunk.iter().map(|i| super::payment(*i, false)).collect();
         let refs: Vec<_> = cmds.iter().map(|c| (None, c)).collect();
         store
-            .apply_many(&engine, &SystemClock, &mut OsEntropy, "bench", &refs)
+            .apply_many(
+                &engine,
+                &SystemClock,
+                &mut OsEntropy,
+                hotspot_edge::engine::command::Source::Cli,
+                &refs,
+            )
             .expect("backlog");
     }
     let rows = store.outbox_after("bench", 0, -1).expect("outbox");

@@ -43,7 +43,14 @@ fn site(db: &Path, users: usize) {
         source: Some("cli".into()),
     });
     store
-        .apply(&engine, &SystemClock, &mut OsEntropy, "bench", None, &plan)
+        .apply(
+            &engine,
+            &SystemClock,
+            &mut OsEntropy,
+            hotspot_edge::engine::command::Source::Cli,
+            None,
+            &plan,
+        )
         .expect("plan");
     for chunk in (0..users).collect::<Vec<_>>().chunks(1000) {
         let cmds: Vec<Command> = chunk
@@ -59,7 +66,13 @@ fn site(db: &Path, users: usize) {
             .collect();
         let refs: Vec<_> = cmds.iter().map(|c| (None, c)).collect();
         for r in store
-            .apply_many(&engine, &SystemClock, &mut OsEntropy, "bench", &refs)
+            .apply_many(
+                &engine,
+                &SystemClock,
+                &mut OsEntropy,
+                hotspot_edge::engine::command::Source::Cli,
+                &refs,
+            )
             .expect("users")
         {
             r.expect("user created");

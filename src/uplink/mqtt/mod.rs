@@ -23,6 +23,7 @@ use tokio::sync::watch;
 
 use crate::config::{BrokerUrl, MqttConfig, SYSTEM_CA_BUNDLE};
 use crate::secret::Secret;
+use crate::shutdown::Shutdown;
 use crate::site::Site;
 
 /// Backoff resets once a connection stayed up this long.
@@ -184,7 +185,7 @@ pub async fn run(
     settings: Arc<MqttSettings>,
     site: Site,
     down: watch::Sender<Option<Instant>>,
-    mut stop: watch::Receiver<bool>,
+    mut stop: Shutdown,
 ) {
     let started = Instant::now();
     let mut failures = 0u32;
@@ -196,7 +197,7 @@ pub async fn run(
         "cloud sync over MQTT"
     );
     loop {
-        if *stop.borrow() {
+        if stop.is_requested() {
             return;
         }
         let attempt = Instant::now();
@@ -228,7 +229,7 @@ pub async fn run(
         });
         record_state(&site, "mqtt", "down", &error).await;
         tokio::select! {
-            _ = stop.changed() => return,
+            _ = stop.requested() => return,
             _ = tokio::time::sleep(wait) => {}
         }
     }

@@ -14,6 +14,8 @@ use tokio::time::Instant as TokioInstant;
 use super::remote::{self, Checks, RequestKind};
 use super::tracker::{AckBuffer, Carried, Tracker};
 use super::{status, MqttSettings, EXTERNAL_CHANGE_CHECK};
+use crate::engine::command::Source;
+use crate::shutdown::Shutdown;
 use crate::site::Site;
 use crate::store::{ApplyError, OutboxEvent, StoreError};
 
@@ -58,7 +60,7 @@ impl<'a> Session<'a> {
     }
 
     /// Runs until the connection fails (`Err` says why) or `stop` (`Ok`).
-    pub async fn run(&mut self, stop: &mut watch::Receiver<bool>) -> Result<(), String> {
+    pub async fn run(&mut self, stop: &mut Shutdown) -> Result<(), String> {
         let (client, eventloop) =
             AsyncClient::new(self.s.options(), super::request_capacity(self.s.inflight));
         self.client = Some(client);
@@ -72,7 +74,7 @@ impl<'a> Session<'a> {
         let result = loop {
             let ack_deadline = self.ack_deadline;
             let step = tokio::select! {
-                _ = stop.changed() => {
+                _ = stop.requested() => {
                     self.goodbye(&pump).await;
                     break Ok(());
                 }
@@ -327,7 +329,11 @@ impl<'a> Session<'a> {
         let failed = |e: String| Executed::Failed(e);
         match kind {
             RequestKind::Apply(cmd) => {
-                match self.site.apply("mqtt", Some(id.to_string()), cmd).await {
+                match self
+                    .site
+                    .apply(Source::Mqtt, Some(id.to_string()), cmd)
+                    .await
+                {
                     Ok(a) => {
                         if !a.replayed {
                             tracing::info!(result = %a.result, "remote command applied");
