@@ -3,6 +3,7 @@
 
 use crate::clock::{Clock, TimePolicy};
 use crate::config::Config;
+use crate::domain::PlanSource;
 use crate::engine::command::{PlanArgs, PlanIdArg, Source};
 use crate::engine::{Command, Engine, OsEntropy, Settings};
 use crate::store::{ApplyError, OpenOptions, Store};
@@ -52,17 +53,17 @@ pub fn sync_config_plans(
         .iter()
         .map(|p| {
             Command::PlansUpsert(PlanArgs {
-                id: p.id.to_string(),
+                id: p.id.clone(),
                 name: p.name.clone(),
                 price: p.price,
-                currency: p.currency.as_str().to_string(),
-                time: p.time.to_string(),
-                validity: Some(p.validity.as_str().to_string()),
-                data: p.data.map(|d| format!("{}B", d.0)),
+                currency: p.currency.clone(),
+                time: p.time,
+                validity: Some(p.validity),
+                data: p.data,
                 rate_limit: p.rate_limit.clone(),
                 devices: Some(p.devices),
-                idle_timeout: p.idle_timeout.map(|s| s.to_string()),
-                source: Some("config".into()),
+                idle_timeout: p.idle_timeout,
+                source: Some(PlanSource::Config),
             })
         })
         .collect();

@@ -84,6 +84,26 @@ impl FromStr for Validity {
     }
 }
 
+/// Who owns a plan: plans of the config file are replaced at every start, the cloud's and the
+/// CLI's are left alone by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PlanSource {
+    Config,
+    Cloud,
+    Cli,
+}
+
+impl PlanSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlanSource::Config => "config",
+            PlanSource::Cloud => "cloud",
+            PlanSource::Cli => "cli",
+        }
+    }
+}
+
 /// A three-letter ISO 4217 currency code such as `KES`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Currency(heapless::String<3>);

@@ -185,8 +185,15 @@ impl<'de> Deserialize<'de> for Bytes {
 }
 
 impl Serialize for Bytes {
+    /// The short form (`"500MB"`) when it reads back exactly, else every byte (`"1234567B"`):
+    /// `format_bytes` rounds for people, and a plan's quota must not change on the wire.
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format_bytes(self.0))
+        let short = format_bytes(self.0);
+        if parse_bytes(&short) == Ok(*self) {
+            s.serialize_str(&short)
+        } else {
+            s.serialize_str(&format!("{}B", self.0))
+        }
     }
 }
 
@@ -234,6 +241,20 @@ fn is_rate(h: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn bytes_on_the_wire_read_back_exactly() {
+        let wire = |b: u64| serde_json::to_value(Bytes(b)).unwrap();
+        assert_eq!(wire(500_000_000), "500MB");
+        assert_eq!(wire(1_234_567), "1234567B");
+        assert_eq!(wire(999), "999B");
+        // (0 is not a size anyone sells: parse_bytes refuses it.)
+        for b in [1, 999, 1000, 1_234_567, 10_000_000, 1 << 40, 1_500_000_000] {
+            let back: Bytes = serde_json::from_value(wire(b)).unwrap();
+            assert_eq!(back, Bytes(b), "{}", wire(b));
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -138,17 +138,17 @@ fn options(check: bool) -> OpenOptions {
 
 fn plan_cmd() -> Command {
     Command::PlansUpsert(PlanArgs {
-        id: "bench".into(),
+        id: hotspot_edge::domain::PlanId::parse("bench").unwrap(),
         name: "bench plan".into(),
         price: 1000,
-        currency: "KES".into(),
-        time: "1h".into(),
-        validity: Some("wall".into()),
+        currency: hotspot_edge::domain::Currency::parse("KES").unwrap(),
+        time: hotspot_edge::units::parse_span("1h").unwrap(),
+        validity: Some(hotspot_edge::domain::Validity::Wall),
         data: None,
         rate_limit: None,
         devices: Some(1),
         idle_timeout: None,
-        source: Some("cli".into()),
+        source: Some(hotspot_edge::domain::PlanSource::Cli),
     })
 }
 

@@ -4,6 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::{Currency, PlanId, PlanSource, Validity};
+use crate::units::{Bytes, Span};
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "args", rename_all = "kebab-case")]
 pub enum Command {
@@ -194,25 +197,28 @@ pub struct UserArg {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PlanArgs {
-    pub id: String,
+    pub id: PlanId,
     pub name: String,
     pub price: u64,
-    pub currency: String,
-    pub time: String,
+    pub currency: Currency,
+    /// e.g. `"1h"`.
+    pub time: Span,
+    /// `wall` (the default) or `uptime`.
     #[serde(default)]
-    pub validity: Option<String>,
+    pub validity: Option<Validity>,
+    /// e.g. `"500MB"`.
     #[serde(default)]
-    pub data: Option<String>,
+    pub data: Option<Bytes>,
     #[serde(default)]
     pub rate_limit: Option<String>,
     #[serde(default)]
     pub devices: Option<u32>,
     /// A session idle this long is logged out (RADIUS Idle-Timeout), e.g. `15m`.
     #[serde(default)]
-    pub idle_timeout: Option<String>,
-    /// Who owns the plan: `config`, `cloud` or `cli`.
+    pub idle_timeout: Option<Span>,
+    /// Who owns the plan (default `cli`).
     #[serde(default)]
-    pub source: Option<String>,
+    pub source: Option<PlanSource>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -302,6 +308,50 @@ impl Source {
             Source::Radius => "radius",
             Source::Router => "router",
             Source::Timer => "timer",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The cloud's `plans.upsert` is read into typed fields once: the same JSON as before, and a
+    /// bad value is refused where it is read, naming what is wrong.
+    #[test]
+    fn plan_args_keep_their_wire_form_and_refuse_bad_values_when_read() {
+        let wire = json!({"type": "plans.upsert", "args": {
+            "id": "1h", "name": "One hour", "price": 1000, "currency": "KES", "time": "1h",
+            "validity": "uptime", "data": "500MB", "idle-timeout": "15m", "source": "cloud"}});
+        let cmd: Command = serde_json::from_value(wire.clone()).unwrap();
+        let Command::PlansUpsert(a) = &cmd else {
+            panic!("{cmd:?}")
+        };
+        assert_eq!(a.time, Span::from_secs(3600));
+        assert_eq!(a.data, Some(Bytes(500_000_000)));
+        assert_eq!(a.validity, Some(Validity::Uptime));
+        assert_eq!(a.source, Some(PlanSource::Cloud));
+        let mut back = serde_json::to_value(&cmd).unwrap();
+        back["args"]
+            .as_object_mut()
+            .unwrap()
+            .retain(|_, v| !v.is_null());
+        assert_eq!(back, wire);
+        for (field, value, says) in [
+            ("time", "an hour", "bad duration"),
+            ("data", "lots", "bad size"),
+            ("id", "One Hour", "bad plan id"),
+            ("currency", "ksh", "bad currency"),
+            ("validity", "forever", "unknown variant"),
+            ("source", "shop", "unknown variant"),
+        ] {
+            let mut bad = wire.clone();
+            bad["args"][field] = json!(value);
+            let e = serde_json::from_value::<Command>(bad)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says), "{field}: {e}");
         }
     }
 }

@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 
 use crate::clock::{rfc3339, Now};
 use crate::domain::{
-    Currency, Mac, PaymentUsername, Plan, PlanId, Validity, VoucherCode, VoucherUsername,
+    Mac, PaymentUsername, Plan, PlanId, PlanSource, Validity, VoucherCode, VoucherUsername,
     VOUCHER_ALPHABET, VOUCHER_MAX_LEN, VOUCHER_MIN_LEN,
 };
 use crate::units::{check_rate_limit, parse_bytes, parse_span, Span};

@@ -5,14 +5,14 @@ use super::*;
 
 impl Cx<'_> {
     pub(super) fn upsert_plan(&mut self, a: &command::PlanArgs) -> Result<Value, EngineError> {
-        let id = PlanId::parse(&a.id).map_err(bad)?;
+        let id = a.id.clone();
         if id.as_str() == "manual" {
             return Err(bad("plan id \"manual\" is reserved for manual extensions"));
         }
         if let Some(r) = &a.rate_limit {
             check_rate_limit(r).map_err(bad)?;
         }
-        let time = parse_span(&a.time).map_err(bad)?;
+        let time = a.time;
         if time.ms() <= 0 {
             return Err(bad("time must be more than 0s"));
         }
@@ -33,43 +33,24 @@ impl Cx<'_> {
             id,
             name: a.name.clone(),
             price: a.price,
-            currency: Currency::parse(&a.currency).map_err(bad)?,
+            currency: a.currency.clone(),
             time,
-            validity: a
-                .validity
-                .as_deref()
-                .map(str::parse)
-                .transpose()
-                .map_err(bad)?
-                .unwrap_or(Validity::Wall),
-            data: a
-                .data
-                .as_deref()
-                .map(parse_bytes)
-                .transpose()
-                .map_err(bad)?,
+            validity: a.validity.unwrap_or(Validity::Wall),
+            data: a.data,
             rate_limit: a.rate_limit.clone(),
             devices,
-            idle_timeout: match a.idle_timeout.as_deref().map(parse_span).transpose() {
-                Ok(Some(s)) if s.ms() < 1000 => {
-                    return Err(bad("idle-timeout must be at least 1s"))
-                }
-                Ok(t) => t,
-                Err(e) => return Err(bad(e)),
+            idle_timeout: match a.idle_timeout {
+                Some(s) if s.ms() < 1000 => return Err(bad("idle-timeout must be at least 1s")),
+                t => t,
             },
         };
-        let source = a.source.clone().unwrap_or_else(|| "cli".into());
-        if !["config", "cloud", "cli"].contains(&source.as_str()) {
-            return Err(bad(format!(
-                "bad plan source {source:?}: config, cloud or cli"
-            )));
-        }
+        let source = a.source.unwrap_or(PlanSource::Cli).as_str();
         let changed = match self.ledger.plan(plan.id.as_str())? {
             Some(old) => !(old.active && old.plan == plan && old.source == source),
             None => true,
         };
         if changed {
-            self.ledger.put_plan(&plan, &source, true)?;
+            self.ledger.put_plan(&plan, source, true)?;
             self.emit(Event::PlanUpserted {
                 plan: serde_json::to_value(&plan).unwrap_or_default(),
             });

@@ -195,19 +195,20 @@ pub fn plan_args(
     data: Option<&str>,
     devices: u32,
 ) -> PlanArgs {
-    PlanArgs {
-        id: id.into(),
-        name: format!("plan {id}"),
-        price: 1000,
-        currency: "KES".into(),
-        time: time.into(),
-        validity: Some(validity.into()),
-        data: data.map(String::from),
-        rate_limit: Some("2M/5M".into()),
-        devices: Some(devices),
-        idle_timeout: None,
-        source: Some("cli".into()),
-    }
+    // Through the wire form, as the cloud sends it: the strings are checked where they are read.
+    serde_json::from_value(serde_json::json!({
+        "id": id,
+        "name": format!("plan {id}"),
+        "price": 1000,
+        "currency": "KES",
+        "time": time,
+        "validity": validity,
+        "data": data,
+        "rate-limit": "2M/5M",
+        "devices": devices,
+        "source": "cli",
+    }))
+    .unwrap_or_else(|e| panic!("plan {id}: {e}"))
 }
 
 /// An M-Pesa payment for `plan` at its price.

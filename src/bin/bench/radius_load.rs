@@ -30,17 +30,17 @@ fn site(db: &Path, users: usize) {
     let mut store = super::open(db, false);
     let engine = super::engine();
     let plan = Command::PlansUpsert(PlanArgs {
-        id: "rb".into(),
+        id: hotspot_edge::domain::PlanId::parse("rb").unwrap(),
         name: "radius bench".into(),
         price: 1000,
-        currency: "KES".into(),
-        time: "1d".into(),
-        validity: Some("wall".into()),
-        data: Some("10MB".into()),
+        currency: hotspot_edge::domain::Currency::parse("KES").unwrap(),
+        time: hotspot_edge::units::parse_span("1d").unwrap(),
+        validity: Some(hotspot_edge::domain::Validity::Wall),
+        data: Some(hotspot_edge::units::parse_bytes("10MB").unwrap()),
         rate_limit: Some("2M/5M".into()),
         devices: Some(1),
-        idle_timeout: Some("15m".into()),
-        source: Some("cli".into()),
+        idle_timeout: Some(hotspot_edge::units::parse_span("15m").unwrap()),
+        source: Some(hotspot_edge::domain::PlanSource::Cli),
     });
     store
         .apply(
