@@ -242,6 +242,51 @@ impl Cx<'_> {
         })
     }
 
+    /// Sells `plan` to `user` (a payment, a voucher): a grant of what the plan gives, and the
+    /// paying device, if known, logged in (its grant starts now).
+    pub(super) fn sell_plan(
+        &mut self,
+        user: &mut User,
+        plan: &Plan,
+        source: String,
+        device: Option<(&Mac, &Option<String>)>,
+    ) -> LResult<GrantId> {
+        let grant = self.add_grant(
+            user,
+            &plan.id,
+            plan.validity,
+            plan.time.ms(),
+            plan.data.map(|d| d.0),
+            source,
+            device.is_some(),
+        )?;
+        if let Some((mac, ip)) = device {
+            self.job(Job::LoginDevice {
+                username: user.username.clone(),
+                mac: mac.to_string(),
+                ip: ip.clone(),
+            });
+        }
+        Ok(grant)
+    }
+
+    /// The reply to a sale: the user as it is now, the grant, and the password of a user the
+    /// sale created (the only time it is shown).
+    pub(super) fn sale_reply(
+        &mut self,
+        user: &User,
+        grant: GrantId,
+        created: bool,
+    ) -> Result<Value, EngineError> {
+        let mut r = self.user_summary(user)?;
+        r["grant"] = json!(grant);
+        r["created"] = json!(created);
+        if created {
+            r["password"] = json!(user.password);
+        }
+        Ok(r)
+    }
+
     /// Adds what was bought to a user. It starts now when the device is present (or a session
     /// is active) and nothing is running; behind a running grant it waits, which extends the
     /// user from the current end.

@@ -78,14 +78,11 @@ impl Cx<'_> {
                 )
             }
         };
-        let grant = self.add_grant(
+        let grant = self.sell_plan(
             &mut user,
-            &plan.id,
-            plan.validity,
-            plan.time.ms(),
-            plan.data.map(|d| d.0),
+            &plan,
             format!("payment:{provider}:{reference}"),
-            mac.is_some(),
+            mac.as_ref().map(|m| (m, &a.ip)),
         )?;
         let payment = self.ledger.insert_payment(&NewPayment {
             provider: provider.clone(),
@@ -110,21 +107,9 @@ impl Cx<'_> {
             user: user.username.clone(),
             grant,
         });
-        if let Some(mac) = &mac {
-            self.job(Job::LoginDevice {
-                username: user.username.clone(),
-                mac: mac.to_string(),
-                ip: a.ip.clone(),
-            });
-        }
-        let mut r = self.user_summary(&user)?;
+        let mut r = self.sale_reply(&user, grant, created)?;
         r["duplicate"] = json!(false);
         r["payment"] = json!(payment);
-        r["grant"] = json!(grant);
-        r["created"] = json!(created);
-        if created {
-            r["password"] = json!(user.password);
-        }
         Ok(r)
     }
 }

@@ -131,14 +131,11 @@ impl Cx<'_> {
                 )
             }
         };
-        let grant = self.add_grant(
+        let grant = self.sell_plan(
             &mut user,
-            &plan.id,
-            plan.validity,
-            plan.time.ms(),
-            plan.data.map(|d| d.0),
+            &plan,
             format!("voucher:{code}"),
-            mac.is_some(),
+            mac.as_ref().map(|m| (m, &a.ip)),
         )?;
         v.state = VoucherState::Redeemed;
         v.redeemed_at = Some(self.now.wall_ms);
@@ -150,20 +147,7 @@ impl Cx<'_> {
             user: user.username.clone(),
             grant,
         });
-        if let Some(mac) = &mac {
-            self.job(Job::LoginDevice {
-                username: user.username.clone(),
-                mac: mac.to_string(),
-                ip: a.ip.clone(),
-            });
-        }
-        let mut r = self.user_summary(&user)?;
-        r["grant"] = json!(grant);
-        r["created"] = json!(created);
-        if created {
-            r["password"] = json!(user.password);
-        }
-        Ok(r)
+        self.sale_reply(&user, grant, created)
     }
 
     pub(super) fn revoke(&mut self, a: &command::RevokeArgs) -> Result<Value, EngineError> {
