@@ -143,7 +143,7 @@ impl Store {
             events: vec![event],
             jobs: vec![],
         };
-        super::write_events(&tx, &self.instance, &outcome, now)?;
+        super::apply::write_events(&tx, &self.instance, &outcome, now)?;
         tx.commit()?;
         Ok(Some(Trimmed {
             dropped,
