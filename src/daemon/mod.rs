@@ -3,7 +3,7 @@
 //!
 //! The deadline queue is the `grants_deadline` index: after every wake the daemon asks the store
 //! for the earliest deadline and sleeps until then. Commands applied in this process wake it at
-//! once ([`Daemon::wake`]); commands applied by another process (the CLI) are noticed within
+//! once ([`Site::wake`]); commands applied by another process (the CLI) are noticed within
 //! `EXTERNAL_CHANGE_CHECK`, a read-only look that writes nothing to flash.
 
 use std::future::Future;
