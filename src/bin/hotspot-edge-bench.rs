@@ -21,6 +21,7 @@ mod mqtt_drain;
 #[path = "bench/radius_load.rs"]
 mod radius_load;
 use hotspot_edge::clock::{SystemClock, TimePolicy};
+use hotspot_edge::engine::command::Source;
 use hotspot_edge::engine::command::{PaymentArgs, PlanArgs};
 use hotspot_edge::engine::{Command, Engine, OsEntropy, Settings};
 use hotspot_edge::store::{OpenOptions, Store};
@@ -188,7 +189,7 @@ fn open_with_plan(path: &Path) -> (Store, Engine) {
             &engine,
             &SystemClock,
             &mut OsEntropy,
-            hotspot_edge::engine::command::Source::Cli,
+            Source::Cli,
             None,
             &plan_cmd(),
         )
@@ -391,13 +392,7 @@ fn engine_applies(path: &Path, count: usize, batch: usize) -> f64 {
     for chunk in cmds.chunks(batch) {
         let refs: Vec<(Option<&str>, &Command)> = chunk.iter().map(|c| (None, c)).collect();
         let results = store
-            .apply_many(
-                &engine,
-                &SystemClock,
-                &mut OsEntropy,
-                hotspot_edge::engine::command::Source::Cli,
-                &refs,
-            )
+            .apply_many(&engine, &SystemClock, &mut OsEntropy, Source::Cli, &refs)
             .expect("apply");
         assert!(
             results.iter().all(|r| r.is_ok()),
@@ -452,13 +447,7 @@ fn startup(users: usize, outbox: usize, dir: Option<PathBuf>) {
         for chunk in cmds.chunks(2000) {
             let refs: Vec<(Option<&str>, &Command)> = chunk.iter().map(|c| (None, c)).collect();
             store
-                .apply_many(
-                    &engine,
-                    &SystemClock,
-                    &mut OsEntropy,
-                    hotspot_edge::engine::command::Source::Cli,
-                    &refs,
-                )
+                .apply_many(&engine, &SystemClock, &mut OsEntropy, Source::Cli, &refs)
                 .expect("apply");
         }
         store.close().expect("close");
@@ -537,7 +526,7 @@ fn crash_child(db: &Path, count: usize, start: usize) {
             &engine,
             &SystemClock,
             &mut OsEntropy,
-            hotspot_edge::engine::command::Source::Cli,
+            Source::Cli,
             None,
             &payment(i + 1, true),
         );

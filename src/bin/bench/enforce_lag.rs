@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use hotspot_edge::clock::SystemClock;
+use hotspot_edge::engine::command::Source;
 use hotspot_edge::engine::{Command, OsEntropy};
 
 use super::{cpu_ms, percentile, rss_kib, spawn_daemon, work_dir, RouterSim};
@@ -65,13 +66,7 @@ pub fn run(sessions: usize, plan_secs: u64, dir: Option<PathBuf>) {
         // One transaction: every grant ends at the same instant, the burst the benchmark is for.
         let refs: Vec<_> = cmds.iter().map(|c| (None, c)).collect();
         store
-            .apply_many(
-                &engine,
-                &SystemClock,
-                &mut OsEntropy,
-                hotspot_edge::engine::command::Source::Cli,
-                &refs,
-            )
+            .apply_many(&engine, &SystemClock, &mut OsEntropy, Source::Cli, &refs)
             .expect("payments");
         store.close().expect("close");
     }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use hotspot_edge::clock::SystemClock;
+use hotspot_edge::engine::command::Source;
 use hotspot_edge::engine::{Command, OsEntropy};
 
 use super::{rss_kib, Killed, RouterSim};
@@ -102,13 +103,7 @@ impl Site {
         for chunk in cmds.chunks(1000) {
             let refs: Vec<_> = chunk.iter().map(|c| (None, c)).collect();
             store
-                .apply_many(
-                    &engine,
-                    &SystemClock,
-                    &mut OsEntropy,
-                    hotspot_edge::engine::command::Source::Cli,
-                    &refs,
-                )
+                .apply_many(&engine, &SystemClock, &mut OsEntropy, Source::Cli, &refs)
                 .expect("payments");
         }
         store.close().expect("close");

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use super::Killed;
 
 use hotspot_edge::clock::SystemClock;
+use hotspot_edge::engine::command::Source;
 use hotspot_edge::engine::OsEntropy;
 use rumqttc::v5::mqttbytes::v5::Packet;
 use rumqttc::v5::mqttbytes::QoS;
@@ -56,13 +57,7 @@ fn backlog(db: &Path, events: usize) -> Vec<String> {
         let cmds: Vec<_> = chunk.iter().map(|i| super::payment(*i, false)).collect();
         let refs: Vec<_> = cmds.iter().map(|c| (None, c)).collect();
         store
-            .apply_many(
-                &engine,
-                &SystemClock,
-                &mut OsEntropy,
-                hotspot_edge::engine::command::Source::Cli,
-                &refs,
-            )
+            .apply_many(&engine, &SystemClock, &mut OsEntropy, Source::Cli, &refs)
             .expect("backlog");
     }
     let rows = store.outbox_after("bench", 0, -1).expect("outbox");

@@ -9,6 +9,7 @@ use std::process::{Command as Proc, Stdio};
 use std::time::{Duration, Instant};
 
 use hotspot_edge::clock::SystemClock;
+use hotspot_edge::engine::command::Source;
 use hotspot_edge::engine::command::{CreateUserArgs, PlanArgs};
 use hotspot_edge::engine::{Command, OsEntropy};
 use hotspot_edge::radius::packet::{self, attr, Builder, Packet};
@@ -47,7 +48,7 @@ fn site(db: &Path, users: usize) {
             &engine,
             &SystemClock,
             &mut OsEntropy,
-            hotspot_edge::engine::command::Source::Cli,
+            Source::Cli,
             None,
             &plan,
         )
@@ -66,13 +67,7 @@ fn site(db: &Path, users: usize) {
             .collect();
         let refs: Vec<_> = cmds.iter().map(|c| (None, c)).collect();
         for r in store
-            .apply_many(
-                &engine,
-                &SystemClock,
-                &mut OsEntropy,
-                hotspot_edge::engine::command::Source::Cli,
-                &refs,
-            )
+            .apply_many(&engine, &SystemClock, &mut OsEntropy, Source::Cli, &refs)
             .expect("users")
         {
             r.expect("user created");
