@@ -114,14 +114,14 @@ impl Site {
         let (engine, clock) = (self.engine.clone(), self.clock.clone());
         let out = self
             .store
-            .call(move |s| -> Result<_, StoreError> {
+            .run(move |s| -> Result<_, StoreError> {
                 let refs: Vec<(Option<&str>, &Command)> =
                     cmds.iter().map(|(id, c)| (id.as_deref(), c)).collect();
                 let results =
                     s.apply_many(&engine, clock.as_ref(), &mut OsEntropy, source, &refs)?;
                 Ok((results, after(s)?))
             })
-            .await??;
+            .await?;
         self.wakeups.deadlines.notify_one();
         Ok(out)
     }

@@ -282,16 +282,16 @@ async fn deadline_loop(
         let clock = site.clock().clone();
         let (now, next) = site
             .store()
-            .call(move |s| -> Result<_, StoreError> {
+            .run(move |s| -> Result<_, StoreError> {
                 let now = s.refresh_clock(clock.as_ref())?;
                 Ok((now, s.next_deadline()?))
             })
-            .await??;
+            .await?;
         if now.timeline_ms.saturating_sub(last_checkpoint) >= checkpoint_every {
             let clock = site.clock().clone();
             site.store()
-                .call(move |s| s.checkpoint_clock(clock.as_ref()))
-                .await??;
+                .run(move |s| s.checkpoint_clock(clock.as_ref()))
+                .await?;
             last_checkpoint = now.timeline_ms;
         }
         if let Some(due) = next.filter(|t| *t <= now.timeline_ms) {

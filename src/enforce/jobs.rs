@@ -47,8 +47,8 @@ impl<L: NasLink> Enforcer<L> {
                     .unwrap_or(Duration::from_secs(1))
             } else {
                 match self.link.get().await {
-                    Ok(b) => {
-                        self.run_batch(&b, jobs).await;
+                    Ok(nas) => {
+                        self.run_batch(&nas, jobs).await;
                         continue;
                     }
                     // Router down: the jobs wait, unspent, until it is back.
@@ -71,7 +71,7 @@ impl<L: NasLink> Enforcer<L> {
         }
     }
 
-    async fn run_batch(&self, b: &impl Nas, mut jobs: Vec<crate::store::router::JobRow>) {
+    async fn run_batch(&self, nas: &impl Nas, mut jobs: Vec<crate::store::router::JobRow>) {
         let disconnects = jobs
             .iter()
             .filter(|j| matches!(j.job, Job::DisconnectUser { .. }))
@@ -81,7 +81,7 @@ impl<L: NasLink> Enforcer<L> {
             // pass and read the store after its jobs were done would take the users for
             // barred devices still online and cut them off again (a second audit row each).
             let pass = self.router_pass.lock().await;
-            let bulk = self.bulk_disconnect(b, &jobs).await;
+            let bulk = self.bulk_disconnect(nas, &jobs).await;
             if let Ok(handled) = &bulk {
                 self.jobs_done(handled.clone()).await;
             }
@@ -142,7 +142,7 @@ impl<L: NasLink> Enforcer<L> {
                     if link_down.load(std::sync::atomic::Ordering::Relaxed) {
                         return;
                     }
-                    match self.execute(b, &j.job, synced).await {
+                    match self.execute(nas, &j.job, synced).await {
                         Ok(()) => {
                             synced = true;
                             done.lock().unwrap_or_else(|e| e.into_inner()).push(j.id);
@@ -209,7 +209,7 @@ impl<L: NasLink> Enforcer<L> {
     /// Returns the ids of the jobs it carried out.
     async fn bulk_disconnect(
         &self,
-        b: &impl Nas,
+        nas: &impl Nas,
         jobs: &[crate::store::router::JobRow],
     ) -> Result<Vec<i64>, StepError> {
         // Borrowed from the jobs, and each name copied once (to ask the store): a 10,000-user
@@ -225,8 +225,8 @@ impl<L: NasLink> Enforcer<L> {
         let (names, states) = self
             .site
             .store()
-            .call(move |s| s.entitled(&names).map(|st| (names, st)))
-            .await??;
+            .run(move |s| s.entitled(&names).map(|st| (names, st)))
+            .await?;
         let mut users: HashSet<String> = HashSet::new();
         let mut disable: HashSet<String> = HashSet::new();
         for u in names {
@@ -243,7 +243,7 @@ impl<L: NasLink> Enforcer<L> {
         }
         drop(states);
         let t0 = std::time::Instant::now();
-        let removed = b.bulk_disconnect(&users, &disable).await?;
+        let removed = nas.bulk_disconnect(&users, &disable).await?;
         let router_ms = t0.elapsed().as_millis() as u64;
         // Made slice by slice, as the tick's: one transaction's events are held until it commits.
         let to_record: Vec<(&str, &str)> = reasons
@@ -285,12 +285,12 @@ impl<L: NasLink> Enforcer<L> {
             .collect())
     }
 
-    async fn sync_profile(&self, b: &impl Nas, plan: &str) -> Result<(), StepError> {
+    async fn sync_profile(&self, nas: &impl Nas, plan: &str) -> Result<(), StepError> {
         let id = plan.to_string();
-        let Some(p) = self.site.store().call(move |s| s.plan_row(&id)).await?? else {
+        let Some(p) = self.site.store().run(move |s| s.plan_row(&id)).await? else {
             return Ok(());
         };
-        b.ensure_profile(&DesiredProfile {
+        nas.ensure_profile(&DesiredProfile {
             name: p.plan.id.to_string(),
             rate_limit: p.plan.rate_limit.clone(),
             shared_users: p.plan.devices,
@@ -313,7 +313,7 @@ impl<L: NasLink> Enforcer<L> {
 
     async fn sync_user(
         &self,
-        b: &impl Nas,
+        nas: &impl Nas,
         username: &str,
     ) -> Result<Option<crate::store::router::RouterUser>, StepError> {
         let Some(u) = self.router_user(username).await? else {
@@ -328,7 +328,7 @@ impl<L: NasLink> Enforcer<L> {
                     .map(|s| s.contains(&key))
                     .unwrap_or(false);
                 if !known {
-                    self.sync_profile(b, p).await?;
+                    self.sync_profile(nas, p).await?;
                     if let Ok(mut s) = self.profiles_ok.lock() {
                         s.insert(key);
                     }
@@ -338,7 +338,7 @@ impl<L: NasLink> Enforcer<L> {
             _ => "default".to_string(),
         };
         let live = u.state == UserState::Active && u.time_left_ms > 0;
-        b.upsert_user(&DesiredUser {
+        nas.upsert_user(&DesiredUser {
             name: u.name.clone(),
             password: u.password.clone(),
             profile,
@@ -357,7 +357,7 @@ impl<L: NasLink> Enforcer<L> {
     /// it in the same batch, so a login need not write it again.
     pub(super) async fn execute(
         &self,
-        b: &impl Nas,
+        nas: &impl Nas,
         job: &Job,
         synced: bool,
     ) -> Result<(), StepError> {
@@ -366,20 +366,20 @@ impl<L: NasLink> Enforcer<L> {
                 if let Ok(mut s) = self.profiles_ok.lock() {
                     s.retain(|(_, p)| p != plan);
                 }
-                self.sync_profile(b, plan).await
+                self.sync_profile(nas, plan).await
             }
-            Job::SyncUser { username } => self.sync_user(b, username).await.map(|_| ()),
+            Job::SyncUser { username } => self.sync_user(nas, username).await.map(|_| ()),
             Job::DisconnectUser { username, reason } => {
                 // Disable first, so neither a cookie nor a retrying device gets back in.
-                let u = self.sync_user(b, username).await?;
+                let u = self.sync_user(nas, username).await?;
                 if u.as_ref()
                     .is_some_and(|u| u.state == UserState::Active && u.time_left_ms > 0)
                 {
                     // Paid again since the job was queued (the router was down, say): keep them on.
                     return Ok(());
                 }
-                let cookies = b.remove_cookies(username).await?;
-                let sessions = b.disconnect(username).await?;
+                let cookies = nas.remove_cookies(username).await?;
+                let sessions = nas.disconnect(username).await?;
                 let r = self
                     .apply(
                         Source::Router,
@@ -399,13 +399,13 @@ impl<L: NasLink> Enforcer<L> {
                 let u = if synced {
                     self.router_user(username).await?
                 } else {
-                    self.sync_user(b, username).await?
+                    self.sync_user(nas, username).await?
                 };
                 let Some(u) = u else {
                     return Ok(());
                 };
                 if u.state == UserState::Active && u.time_left_ms > 0 {
-                    b.login(&u.name, &u.password, mac, ip.as_deref()).await?;
+                    nas.login(&u.name, &u.password, mac, ip.as_deref()).await?;
                     self.site.poll_nas();
                 }
                 Ok(())

@@ -28,17 +28,17 @@ impl<L: NasLink> Enforcer<L> {
                 tokio::time::sleep(gap - since).await;
             }
             last = tokio::time::Instant::now();
-            let Ok(b) = self.link.get().await else {
+            let Ok(nas) = self.link.get().await else {
                 continue;
             };
             let polled = {
                 let _pass = self.router_pass.lock().await;
-                self.poll_once(&b).await
+                self.poll_once(&nas).await
             };
             took = last.elapsed();
             match polled {
                 Ok(()) => {
-                    let now = b.warnings();
+                    let now = nas.warnings();
                     if warned.as_ref() != Some(&now) {
                         let w = now.clone();
                         if let Ok(Err(e)) = self
@@ -60,9 +60,9 @@ impl<L: NasLink> Enforcer<L> {
     }
 
     /// One look at the NAS's active list: read, reconcile, apply, log out.
-    pub async fn poll_once(&self, b: &impl Nas) -> Result<(), StepError> {
+    pub async fn poll_once(&self, nas: &impl Nas) -> Result<(), StepError> {
         let server = self.settings.hotspot_server.clone();
-        let rows = b.active(Some(&server)).await?;
+        let rows = nas.active(Some(&server)).await?;
         let on_nas_users: Vec<String> = rows.iter().map(|a| a.user.clone()).collect();
         let (ours, barred, pending, timeline_ms) = self
             .site
@@ -110,7 +110,7 @@ impl<L: NasLink> Enforcer<L> {
         }
         kick.extend(refused_starts(&starts, &results, &pending));
         for (a, why) in kick {
-            b.kick(&a.id).await?;
+            nas.kick(&a.id).await?;
             tracing::warn!(user = %a.user, mac = ?a.mac, reason = %why, "device logged in without entitlement: disconnected");
             let _ = self
                 .apply(
@@ -125,15 +125,15 @@ impl<L: NasLink> Enforcer<L> {
                 )
                 .await?;
         }
-        self.let_returning_devices_in(b).await?;
+        self.let_returning_devices_in(nas).await?;
         self.site.wakeups().jobs().notify_one();
         Ok(())
     }
 
     /// Devices back at the portal whose user still has time (openNDS restarted, or ended the
     /// session on its own timer or idle timeout) are logged in again, as a payment's device is.
-    async fn let_returning_devices_in(&self, b: &impl Nas) -> Result<(), StepError> {
-        let returning = b.returning_devices();
+    async fn let_returning_devices_in(&self, nas: &impl Nas) -> Result<(), StepError> {
+        let returning = nas.returning_devices();
         if returning.is_empty() {
             return Ok(());
         }
@@ -141,12 +141,12 @@ impl<L: NasLink> Enforcer<L> {
         let owners = self
             .site
             .store()
-            .call(move |s| -> Result<Vec<Option<String>>, StoreError> {
+            .run(move |s| -> Result<Vec<Option<String>>, StoreError> {
                 macs.iter()
                     .map(|m| s.owner_of_returning_device(m))
                     .collect()
             })
-            .await??;
+            .await?;
         for (crate::nas::WaitingDevice { mac, ip }, owner) in returning.into_iter().zip(owners) {
             let Some(username) = owner else { continue };
             let job = Job::LoginDevice {
@@ -154,7 +154,7 @@ impl<L: NasLink> Enforcer<L> {
                 mac: mac.clone(),
                 ip,
             };
-            match self.execute(b, &job, false).await {
+            match self.execute(nas, &job, false).await {
                 Ok(()) => {
                     tracing::info!(user = %username, %mac, "a paid device back at the portal was let in again");
                 }

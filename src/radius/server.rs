@@ -345,9 +345,8 @@ impl RadiusServer {
         let open = match self
             .site
             .store()
-            .call(|s| s.open_sessions_for(None, None))
+            .run(|s| s.open_sessions_for(None, None))
             .await
-            .and_then(|r| r)
         {
             Ok(o) => o,
             Err(StoreError::Gone) => return None,

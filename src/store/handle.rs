@@ -75,6 +75,15 @@ impl StoreHandle {
         self.tx.send(Box::new(f)).map_err(|_| StoreError::Gone)
     }
 
+    /// Runs fallible work on the store thread: its error and the thread's end are one error.
+    pub async fn run<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Store) -> Result<R, StoreError> + Send + 'static,
+    {
+        self.call(f).await?
+    }
+
     pub async fn call<R, F>(&self, f: F) -> Result<R, StoreError>
     where
         R: Send + 'static,

@@ -132,9 +132,8 @@ async fn post_once(s: &HttpSettings, site: &Site) -> Result<usize, String> {
     let (site_id, limit) = (s.site.clone(), s.batch as i64);
     let rows = site
         .store()
-        .call(move |st| st.outbox_after(&site_id, 0, limit))
+        .run(move |st| st.outbox_after(&site_id, 0, limit))
         .await
-        .and_then(|r| r)
         .map_err(|e| format!("reading the outbox: {e}"))?;
     if rows.is_empty() {
         return Ok(0);
@@ -160,9 +159,8 @@ async fn post_once(s: &HttpSettings, site: &Site) -> Result<usize, String> {
     let range = (rows[0].seq, rows[rows.len() - 1].seq);
     let n = rows.len();
     site.store()
-        .call(move |st| st.outbox_remove(&[range]))
+        .run(move |st| st.outbox_remove(&[range]))
         .await
-        .and_then(|r| r)
         .map_err(|e| format!("removing sent events: {e}"))?;
     crate::uplink::mqtt::record_state(site, "https", "up", "").await;
     Ok(n)

@@ -219,9 +219,8 @@ impl<'a> Session<'a> {
         let rows = self
             .site
             .store()
-            .call(move |s| s.outbox_after(&site, after, limit as i64))
+            .run(move |s| s.outbox_after(&site, after, limit as i64))
             .await
-            .and_then(|r| r)
             .map_err(|e| format!("reading the outbox: {e}"))?;
         self.more = rows.len() == limit;
         for msg in group(&rows, self.s.batch, self.s.batch_bytes) {
