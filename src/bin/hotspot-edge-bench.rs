@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 
+#[path = "bench/apply_rate.rs"]
+mod apply_rate;
+#[path = "bench/crash.rs"]
+mod crash;
 #[path = "bench/enforce_lag.rs"]
 mod enforce_lag;
 #[path = "bench/footprint.rs"]
@@ -20,6 +24,8 @@ mod footprint;
 mod mqtt_drain;
 #[path = "bench/radius_load.rs"]
 mod radius_load;
+#[path = "bench/startup.rs"]
+mod startup;
 use hotspot_edge::clock::{SystemClock, TimePolicy};
 use hotspot_edge::engine::command::Source;
 use hotspot_edge::engine::command::{PaymentArgs, PlanArgs};
@@ -357,199 +363,12 @@ fn work_dir(dir: Option<PathBuf>) -> PathBuf {
     d
 }
 
-/// The baseline: the same durable insert of a payment row, straight through rusqlite.
-fn raw_inserts(path: &Path, count: usize, batch: usize) -> f64 {
-    let conn = rusqlite::Connection::open(path).expect("open raw db");
-    conn.execute_batch(
-        "PRAGMA page_size=1024; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;
-         CREATE TABLE payments (id INTEGER PRIMARY KEY, provider TEXT NOT NULL,
-             reference TEXT NOT NULL, phone TEXT, amount INTEGER NOT NULL, plan_id TEXT NOT NULL,
-             received_at INTEGER NOT NULL, UNIQUE (provider, reference));",
-    )
-    .expect("raw schema");
-    let t = Instant::now();
-    let mut i = 0;
-    while i < count {
-        conn.execute_batch("BEGIN IMMEDIATE").expect("begin");
-        for _ in 0..batch.min(count - i) {
-            conn.execute(
-                "INSERT INTO payments (provider, reference, phone, amount, plan_id, received_at)
-                 VALUES ('mpesa', ?1, ?2, 1000, 'bench', ?3)",
-                rusqlite::params![format!("P{i:07}"), format!("2547{i:08}"), i as i64],
-            )
-            .expect("insert");
-            i += 1;
-        }
-        conn.execute_batch("COMMIT").expect("commit");
-    }
-    count as f64 / t.elapsed().as_secs_f64()
-}
-
-fn engine_applies(path: &Path, count: usize, batch: usize) -> f64 {
-    let (mut store, engine) = open_with_plan(path);
-    let cmds: Vec<Command> = (1..=count).map(|i| payment(i, true)).collect();
-    let t = Instant::now();
-    for chunk in cmds.chunks(batch) {
-        let refs: Vec<(Option<&str>, &Command)> = chunk.iter().map(|c| (None, c)).collect();
-        let results = store
-            .apply_many(&engine, &SystemClock, &mut OsEntropy, Source::Cli, &refs)
-            .expect("apply");
-        assert!(
-            results.iter().all(|r| r.is_ok()),
-            "a bench payment was refused"
-        );
-    }
-    count as f64 / t.elapsed().as_secs_f64()
-}
-
-fn apply_rate(count: usize, batch: usize, dir: Option<PathBuf>) {
-    let d = work_dir(dir);
-    println!(
-        "apply-rate: {count} payments, batch {batch}, databases in {}",
-        d.display()
-    );
-    let w0 = written_bytes("self");
-    let raw1 = raw_inserts(&d.join("raw1.db"), count, 1);
-    let w1 = written_bytes("self");
-    let eng1 = engine_applies(&d.join("eng1.db"), count, 1);
-    let w2 = written_bytes("self");
-    let raw_b = raw_inserts(&d.join("rawb.db"), count, batch);
-    let w3 = written_bytes("self");
-    let eng_b = engine_applies(&d.join("engb.db"), count, batch);
-    let w4 = written_bytes("self");
-    let per = |a: u64, b: u64| (b - a) as f64 / count as f64 / 1024.0;
-    println!(
-        "storage written per payment: engine {:.1} KiB one-each, {:.1} KiB batched; raw {:.1} / {:.1} KiB",
-        per(w1, w2),
-        per(w3, w4),
-        per(w0, w1),
-        per(w2, w3)
-    );
-    println!(
-        "one transaction each: engine {eng1:.0}/s, raw rusqlite {raw1:.0}/s, ratio {:.2}",
-        eng1 / raw1
-    );
-    println!(
-        "batched ({batch}/txn):   engine {eng_b:.0}/s, raw rusqlite {raw_b:.0}/s, ratio {:.2}",
-        eng_b / raw_b
-    );
-    println!("engine batched vs raw one-each: {:.2}", eng_b / raw1);
-    let _ = std::fs::remove_dir_all(&d);
-}
-
-fn startup(users: usize, outbox: usize, dir: Option<PathBuf>) {
-    let d = work_dir(dir);
-    let path = d.join("big.db");
-    let t = Instant::now();
-    {
-        let (mut store, engine) = open_with_plan(&path);
-        let cmds: Vec<Command> = (1..=users).map(|i| payment(i, false)).collect();
-        for chunk in cmds.chunks(2000) {
-            let refs: Vec<(Option<&str>, &Command)> = chunk.iter().map(|c| (None, c)).collect();
-            store
-                .apply_many(&engine, &SystemClock, &mut OsEntropy, Source::Cli, &refs)
-                .expect("apply");
-        }
-        store.close().expect("close");
-    }
-    // Top the outbox up to `outbox` rows with the payload size of a real event.
-    let conn = rusqlite::Connection::open(&path).expect("open");
-    let have: i64 = conn
-        .query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))
-        .expect("count");
-    conn.execute_batch("BEGIN").expect("begin");
-    {
-        let mut stmt = conn
-            .prepare(
-                "INSERT INTO outbox (event_id, type, payload, occurred_at, time_trusted, money)
-                 VALUES ('bench-' || ?1, 'session.ended', ?2, ?1, 1, 0)",
-            )
-            .expect("prepare");
-        let payload = r#"{"session":12345,"user":"k7m2qp","reason":"user-request","bytes-in":123456789,"bytes-out":987654321,"duration-ms":3600000}"#;
-        for i in have..outbox as i64 {
-            stmt.execute(rusqlite::params![i, payload]).expect("insert");
-        }
-    }
-    conn.execute_batch("COMMIT; PRAGMA wal_checkpoint(TRUNCATE);")
-        .expect("commit");
-    drop(conn);
-    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-    println!(
-        "startup: built {users} users, {outbox} outbox rows, {:.1} MB, in {:.1} s",
-        size as f64 / 1e6,
-        t.elapsed().as_secs_f64()
-    );
-    let me = std::env::current_exe().expect("current exe");
-    for _ in 0..3 {
-        let out = std::process::Command::new(&me)
-            .args(["startup-probe", "--db"])
-            .arg(&path)
-            .output()
-            .expect("run probe");
-        print!("{}", String::from_utf8_lossy(&out.stdout));
-    }
-    let _ = std::fs::remove_dir_all(&d);
-}
-
-fn startup_probe(db: &Path) {
-    // What `run` does before it serves: open with quick_check, then find the next deadline.
-    let rss0 = rss_kib("self", "VmRSS:");
-    let t = Instant::now();
-    let mut store = open(db, true);
-    let t_open = t.elapsed();
-    store.refresh_clock(&SystemClock).expect("clock");
-    let next = store.next_deadline().expect("deadline");
-    let t_ready = t.elapsed();
-    let rss_ready = rss_kib("self", "VmRSS:");
-    let now = store.now(&SystemClock).expect("now");
-    let t = Instant::now();
-    let status = store.status("bench", &now).expect("status");
-    let t_status = t.elapsed();
-    println!(
-        "probe: open+quick_check {:.0} ms, ready to serve {:.0} ms (next deadline found: {}), RSS {} KiB before, {} KiB ready; `status` {:.0} ms, peak RSS {} KiB; users {}",
-        t_open.as_secs_f64() * 1e3,
-        t_ready.as_secs_f64() * 1e3,
-        next.is_some(),
-        rss0,
-        rss_ready,
-        t_status.as_secs_f64() * 1e3,
-        rss_kib("self", "VmHWM:"),
-        status["users"]
-    );
-}
-
-fn crash_child(db: &Path, count: usize, start: usize) {
-    let (mut store, engine) = open_with_plan(db);
-    let stdout = std::io::stdout();
-    for i in start..count {
-        let r = store.apply(
-            &engine,
-            &SystemClock,
-            &mut OsEntropy,
-            Source::Cli,
-            None,
-            &payment(i + 1, true),
-        );
-        match r {
-            Ok(_) => {
-                let mut out = stdout.lock();
-                let _ = writeln!(out, "committed P{:07}", i + 1);
-                let _ = out.flush();
-            }
-            Err(e) => {
-                eprintln!("error at P{:07}: {e}", i + 1);
-                std::process::exit(1);
-            }
-        }
-    }
-}
-
 fn main() {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::ApplyRate { count, batch, dir } => apply_rate(count, batch.max(1), dir),
-        Cmd::Startup { users, outbox, dir } => startup(users, outbox, dir),
-        Cmd::StartupProbe { db } => startup_probe(&db),
+        Cmd::ApplyRate { count, batch, dir } => apply_rate::apply_rate(count, batch.max(1), dir),
+        Cmd::Startup { users, outbox, dir } => startup::startup(users, outbox, dir),
+        Cmd::StartupProbe { db } => startup::startup_probe(&db),
         Cmd::MqttDrain { events, batch, dir } => mqtt_drain::run(events, batch.max(1), dir),
         Cmd::RadiusLoad {
             users,
@@ -574,7 +393,7 @@ fn main() {
             runner,
             dir,
         }),
-        Cmd::CrashChild { db, count, start } => crash_child(&db, count, start),
+        Cmd::CrashChild { db, count, start } => crash::crash_child(&db, count, start),
         Cmd::EnforceLag {
             sessions,
             plan_secs,
