@@ -51,21 +51,7 @@ pub fn sync_config_plans(
     let wanted = config.plans();
     let mut cmds: Vec<Command> = wanted
         .iter()
-        .map(|p| {
-            Command::PlansUpsert(PlanArgs {
-                id: p.id.clone(),
-                name: p.name.clone(),
-                price: p.price,
-                currency: p.currency.clone(),
-                time: p.time,
-                validity: Some(p.validity),
-                data: p.data,
-                rate_limit: p.rate_limit.clone(),
-                devices: Some(p.devices),
-                idle_timeout: p.idle_timeout,
-                source: Some(PlanSource::Config),
-            })
-        })
+        .map(|p| Command::PlansUpsert(PlanArgs::from_plan(p, PlanSource::Config)))
         .collect();
     for id in store.config_plan_ids()? {
         if !wanted.iter().any(|p| p.id.as_str() == id) {

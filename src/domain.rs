@@ -84,6 +84,12 @@ impl FromStr for Validity {
     }
 }
 
+/// The largest amount of money (minor units) the store holds: SQLite's INTEGER is an i64, and a
+/// larger `u64` wrapped to a negative number (a plan then failed the store's CHECK on every
+/// delivery of the command, forever; a payment was stored negative while its event said
+/// otherwise).
+pub const MAX_MONEY: u64 = i64::MAX as u64;
+
 /// Who owns a plan: plans of the config file are replaced at every start, the cloud's and the
 /// CLI's are left alone by it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -34,11 +34,47 @@ impl<'de> serde::Deserialize<'de> for Secret {
     }
 }
 
+/// Most bytes of a secret file.
+pub const SECRET_FILE_MAX: u64 = 64 * 1024;
+
+/// Reads a file a config names, refusing before any read what is not a regular file (reading a
+/// FIFO waits for a writer forever, `/dev/zero` never ends) or is larger than `max` bytes.
+pub fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!(
+            "{} is not a regular file (a directory, FIFO or device); give the path of a file",
+            path.display()
+        ));
+    }
+    if meta.len() > max {
+        return Err(format!(
+            "{} is {} bytes, more than the {max} read from such a file",
+            path.display(),
+            meta.len()
+        ));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(max + 1).read_to_end(&mut bytes))
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if bytes.len() as u64 > max {
+        return Err(format!(
+            "{} grew past {max} bytes while read",
+            path.display()
+        ));
+    }
+    Ok(bytes)
+}
+
 /// Reads a secret from a file, as `*-file` config keys do. One trailing newline is dropped
 /// (editors add one); an empty file is an error, because an empty password is never meant.
 pub fn read_secret_file(path: &Path) -> Result<Secret, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
+    let bytes = read_bounded(path, SECRET_FILE_MAX).map_err(|e| format!("secret file: {e}"))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| format!("secret file {} is not UTF-8 text", path.display()))?;
     let value = text
         .strip_suffix("\r\n")
         .or_else(|| text.strip_suffix('\n'))

@@ -58,11 +58,14 @@ pub fn format_pin(pin: &[u8; 32]) -> String {
         .join(":")
 }
 
+/// Most bytes of a CA bundle (the system's is ~0.2 MB) or a certificate file.
+const PEM_FILE_MAX: u64 = 4 * 1024 * 1024;
+
 pub fn load_roots(path: &Path) -> Result<RootCertStore, String> {
     let mut roots = RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("cannot read CA file {}: {e}", path.display()))?;
-    for cert in certs {
+    let pem =
+        crate::secret::read_bounded(path, PEM_FILE_MAX).map_err(|e| format!("CA file: {e}"))?;
+    for cert in CertificateDer::pem_slice_iter(&pem) {
         let cert = cert.map_err(|e| format!("CA file {}: {e}", path.display()))?;
         roots
             .add(cert)
@@ -176,8 +179,9 @@ pub fn ca_client_config(
     let config = match client {
         None => builder.with_no_client_auth(),
         Some((cert, key)) => {
-            let certs = CertificateDer::pem_file_iter(cert)
-                .map_err(|e| format!("client-certificate-file {}: {e}", cert.display()))?
+            let pem = crate::secret::read_bounded(cert, PEM_FILE_MAX)
+                .map_err(|e| format!("client-certificate-file: {e}"))?;
+            let certs = CertificateDer::pem_slice_iter(&pem)
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| format!("client-certificate-file {}: {e}", cert.display()))?;
             if certs.is_empty() {
@@ -186,7 +190,9 @@ pub fn ca_client_config(
                     cert.display()
                 ));
             }
-            let key = PrivateKeyDer::from_pem_file(key)
+            let pem = crate::secret::read_bounded(key, crate::secret::SECRET_FILE_MAX)
+                .map_err(|e| format!("client-key-file: {e}"))?;
+            let key = PrivateKeyDer::from_pem_slice(&pem)
                 .map_err(|e| format!("client-key-file {}: {e}", key.display()))?;
             builder
                 .with_client_auth_cert(certs, key)

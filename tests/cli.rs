@@ -462,3 +462,81 @@ fn sign_command_prints_a_message_the_daemon_accepts() {
     assert!(o.stdout.is_empty());
     assert!(String::from_utf8_lossy(&o.stderr).contains("ARGS is not JSON"));
 }
+
+/// `check-config` with a FIFO or a device where a file belongs (as `-c`, a secret file or a CA
+/// file) says so at once; it used to wait for a writer forever on a FIFO and abort reading
+/// `/dev/zero`. A file far larger than such a file can be is refused the same way.
+#[test]
+fn check_config_refuses_fifos_devices_and_huge_files_at_once() {
+    let e = env_with(PLANS);
+    let dir = e.config.parent().unwrap().to_path_buf();
+    let fifo = dir.join("fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    // Every run is bounded: a hang fails the test instead of stalling the suite.
+    let check = |config: &Path| -> Output {
+        let mut child = Command::new(BIN)
+            .arg("-c")
+            .arg(config)
+            .arg("check-config")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let end = Instant::now() + Duration::from_secs(20);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > end {
+                let _ = child.kill();
+                panic!("check-config -c {} hung", config.display());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.wait_with_output().unwrap()
+    };
+    let o = check(&fifo);
+    assert_eq!(o.status.code(), Some(78), "{}", stderr(&o));
+    assert!(stderr(&o).contains("not a regular file"), "{}", stderr(&o));
+    let base = std::fs::read_to_string(&e.config).unwrap();
+    let with = |name: &str, section: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, format!("{base}\n{section}\n")).unwrap();
+        path
+    };
+    let key_fifo = with(
+        "mqtt-fifo.toml",
+        &format!(
+            "[mqtt]\nurl = \"mqtt://127.0.0.1:1883\"\ncommand-key-file = \"{}\"",
+            fifo.display()
+        ),
+    );
+    let o = check(&key_fifo);
+    assert_eq!(o.status.code(), Some(78), "{}", stderr(&o));
+    let msg = stderr(&o);
+    assert!(
+        msg.contains("not a regular file") && msg.contains("[mqtt]"),
+        "{msg}"
+    );
+    let ca_zero = with(
+        "mqtt-zero.toml",
+        "[mqtt]\nurl = \"mqtts://127.0.0.1:8883\"\nca-file = \"/dev/zero\"",
+    );
+    let o = check(&ca_zero);
+    assert_eq!(o.status.code(), Some(78), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("/dev/zero is not a regular file"),
+        "{}",
+        stderr(&o)
+    );
+    let big = dir.join("big.pem");
+    std::fs::write(&big, vec![b'A'; 5 * 1024 * 1024]).unwrap();
+    let ca_big = with(
+        "mqtt-big.toml",
+        &format!(
+            "[mqtt]\nurl = \"mqtts://127.0.0.1:8883\"\nca-file = \"{}\"",
+            big.display()
+        ),
+    );
+    let o = check(&ca_big);
+    assert_eq!(o.status.code(), Some(78), "{}", stderr(&o));
+    assert!(stderr(&o).contains("5242880 bytes"), "{}", stderr(&o));
+}

@@ -9,9 +9,11 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::domain::{
-    Currency, PaymentUsername, Plan, PlanId, Validity, VoucherUsername, VOUCHER_MAX_LEN,
-    VOUCHER_MIN_LEN,
+    Currency, PaymentUsername, Plan, PlanId, PlanSource, Validity, VoucherUsername,
+    VOUCHER_MAX_LEN, VOUCHER_MIN_LEN,
 };
+use crate::engine::command::PlanArgs;
+use crate::engine::plan_from_args;
 use crate::secret::Secret;
 use crate::units::{check_rate_limit, Bytes, Span};
 
@@ -352,11 +354,9 @@ impl Default for RouterConfig {
 /// A config that failed to load, with where.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{path}: cannot read: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    /// The file itself cannot be read (the message names it).
+    #[error("{0}")]
+    File(String),
     #[error("{path}:{line}:{col}: {message}")]
     At {
         path: String,
@@ -418,10 +418,17 @@ impl Config {
     }
 }
 
+/// Most bytes of a config file (a site with hundreds of plans is ~100 kB).
+const CONFIG_FILE_MAX: u64 = 1024 * 1024;
+
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let bytes = crate::secret::read_bounded(path, CONFIG_FILE_MAX).map_err(ConfigError::File)?;
+    let text = String::from_utf8(bytes).map_err(|e| ConfigError::Whole {
         path: path.display().to_string(),
-        source,
+        message: format!(
+            "not UTF-8 text (byte {} is not); save the file as UTF-8",
+            e.utf8_error().valid_up_to()
+        ),
     })?;
     parse(&text, &path.display().to_string())
 }
@@ -466,6 +473,14 @@ fn check(c: &Config) -> Result<Vec<String>, (std::ops::Range<usize>, String)> {
         if let Some(r) = &p.rate_limit {
             check_rate_limit(r.get_ref()).map_err(|m| (r.span(), m))?;
         }
+        // Every check the daemon runs when it brings the plan in at start.
+        let args = PlanArgs::from_plan(&p.to_plan(), PlanSource::Config);
+        if let Err(e) = plan_from_args(&args) {
+            return Err((
+                p.id.span(),
+                format!("plan {:?}: {e}", p.id.get_ref().as_str()),
+            ));
+        }
     }
     if !(VOUCHER_MIN_LEN..=VOUCHER_MAX_LEN).contains(&c.vouchers.length) {
         return Err((
@@ -482,6 +497,17 @@ fn check(c: &Config) -> Result<Vec<String>, (std::ops::Range<usize>, String)> {
             format!(
                 "[users] password-length must be 4 to 32, not {}",
                 c.users.password_length
+            ),
+        ));
+    }
+    // SQLite takes the busy timeout as an int of milliseconds: 25 days overflowed it and every
+    // command then panicked.
+    if !(1..=600_000).contains(&c.store.busy_timeout.ms()) {
+        return Err((
+            0..0,
+            format!(
+                "[store] busy-timeout must be 1ms to 10m, not {}",
+                c.store.busy_timeout
             ),
         ));
     }
@@ -669,6 +695,30 @@ time = "1h"
 
     fn err(text: &str) -> String {
         parse(text, "c.toml").unwrap_err().to_string()
+    }
+
+    /// What the daemon would refuse at start is refused by the check: a price beyond what the
+    /// store holds (exit 74 at start before), a busy timeout SQLite cannot take (a panic on every
+    /// command before), an idle timeout under a second.
+    #[test]
+    fn what_the_daemon_would_refuse_at_start_fails_the_check() {
+        let plan = |extra: &str| {
+            format!("{GOOD}\n[[plans]]\nid = \"big\"\nname = \"x\"\ncurrency = \"KES\"\ntime = \"2h\"\n{extra}\n")
+        };
+        let e = err(&plan("price = 9223372036854775808"));
+        assert!(
+            e.contains("price 9223372036854775808 is out of range"),
+            "{e}"
+        );
+        assert!(e.starts_with("c.toml:13:6: plan \"big\""), "{e}");
+        assert!(parse(&plan("price = 9223372036854775807"), "c.toml").is_ok());
+        let e = err(&plan("price = 1\nidle-timeout = \"500ms\""));
+        assert!(e.contains("idle-timeout must be at least 1s"), "{e}");
+        let e = err(&format!("{GOOD}\n[store]\nbusy-timeout = \"25d\"\n"));
+        assert!(
+            e.contains("busy-timeout must be 1ms to 10m, not 3w4d"),
+            "{e}"
+        );
     }
 
     #[test]

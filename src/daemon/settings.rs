@@ -191,7 +191,7 @@ id = "test-site"
         std::fs::write(&secret, "short-one\n").unwrap();
         assert!(err(&text).contains("at least 16"));
         std::fs::remove_file(&secret).unwrap();
-        assert!(err(&text).contains("cannot read secret file"));
+        assert!(err(&text).contains("secret file: cannot read"));
         std::fs::write(&secret, "k3J9-vq2L-x8Pz-0aTm\n").unwrap();
         let s = Settings::resolve(parse(&text, "c.toml").unwrap().config).unwrap();
         assert_eq!(s.radius.unwrap().clients.len(), 1);

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Currency, PlanId, PlanSource, Validity};
+use crate::domain::{Currency, Plan, PlanId, PlanSource, Validity};
 use crate::units::{Bytes, Span};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -219,6 +219,25 @@ pub struct PlanArgs {
     /// Who owns the plan (default `cli`).
     #[serde(default)]
     pub source: Option<PlanSource>,
+}
+
+impl PlanArgs {
+    /// The command that upserts `p` as `source` owns it.
+    pub fn from_plan(p: &Plan, source: PlanSource) -> PlanArgs {
+        PlanArgs {
+            id: p.id.clone(),
+            name: p.name.clone(),
+            price: p.price,
+            currency: p.currency.clone(),
+            time: p.time,
+            validity: Some(p.validity),
+            data: p.data,
+            rate_limit: p.rate_limit.clone(),
+            devices: Some(p.devices),
+            idle_timeout: p.idle_timeout,
+            source: Some(source),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

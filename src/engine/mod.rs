@@ -111,11 +111,8 @@ pub struct Rejection {
     pub message: String,
 }
 
-/// The largest amount of money (minor units) the store holds: SQLite's INTEGER is an i64, and a
-/// larger `u64` wrapped to a negative number (a plan then failed the store's CHECK on every
-/// delivery of the command, forever; a payment was stored negative while its event said
-/// otherwise).
-pub const MAX_MONEY: u64 = i64::MAX as u64;
+pub use crate::domain::MAX_MONEY;
+pub use plans::plan_from_args;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
