@@ -10,8 +10,8 @@
 //! 4. `app`, `logging`, `site`: what the entry points and the adapters share
 //! 5. `config`, `nas`, `store`: the TOML file, the NAS port, the SQLite store
 //! 6. `engine`: pure decisions
-//! 7. `clock`, `domain`: time and the business's words
-//! 8. `backoff`, `secret`, `shutdown`, `tls`, `units`: small tools with no knowledge of the rest
+//! 7. `clock`, `domain`, `tls`: time, the business's words, TLS for every client we run
+//! 8. `backoff`, `secret`, `shutdown`, `units`: small tools with no knowledge of the rest
 
 pub mod app;
 pub mod backoff;
