@@ -12,7 +12,6 @@ use common::mosquitto::{Broker, BrokerOptions, Watcher};
 use hotspot_edge::clock::{Clock, SystemClock};
 use hotspot_edge::config;
 use hotspot_edge::daemon::Daemon;
-use hotspot_edge::engine::command::Source;
 use hotspot_edge::engine::command::*;
 use hotspot_edge::engine::{Command, OsEntropy};
 use hotspot_edge::routeros::sim::{Model, Simulator};
@@ -914,5 +913,61 @@ async fn https_fallback_posts_the_outbox_when_mqtt_is_unreachable() {
     }
     assert_complete_and_ordered(&evs, last);
     assert_eq!(r.status().await["uplink"]["via"], "https");
+    r.stop().await;
+}
+
+/// A command whose transaction fails for a reason that will not change (here a trigger that
+/// refuses one payment, as a failing CHECK does) is answered with the error and acknowledged:
+/// the command behind it is applied and the link stays up. Before, the store error dropped the
+/// connection before the PUBACK and the broker redelivered it forever, blocking every command
+/// behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_the_store_refuses_for_good_is_answered_and_blocks_nothing() {
+    let broker = Broker::start(BrokerOptions::default());
+    let w = Watcher::start(broker.port, "cloud", &[&topic("replies")]).await;
+    let r = rig(&format!("mqtt://127.0.0.1:{}", broker.port), "", false).await;
+    until("the daemon subscribed", 10, || async {
+        r.status().await["uplink"]["state"] == "up"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    rusqlite::Connection::open(r.dir.path().join("h.db"))
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER poison BEFORE INSERT ON payments WHEN NEW.reference = 'POISON'
+             BEGIN SELECT RAISE(ABORT, 'refused for the test'); END;",
+        )
+        .unwrap();
+    let pay = |reference: &str, id: &str| {
+        signed(
+            "payment.confirmed",
+            json!({"provider": "mpesa", "reference": reference, "plan": "hour"}),
+            id,
+        )
+    };
+    w.publish(&topic("commands"), pay("POISON", "cmd-poison"))
+        .await;
+    w.publish(&topic("commands"), pay("GOOD1", "cmd-good"))
+        .await;
+    until("two replies", 10, || async { replies(&w).len() >= 2 }).await;
+    let rs = replies(&w);
+    let by_id = |id: &str| rs.iter().find(|x| x["id"] == id).cloned().unwrap();
+    let poison = by_id("cmd-poison");
+    assert_eq!(poison["ok"], false, "{poison}");
+    assert_eq!(poison["error"]["code"], "store-error", "{poison}");
+    assert!(
+        poison["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("refused for the test"),
+        "{poison}"
+    );
+    assert_eq!(by_id("cmd-good")["ok"], true);
+    // Acknowledged: not delivered again, and the link never dropped.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(replies(&w).len(), 2, "{:?}", replies(&w));
+    let st = r.status().await;
+    assert_eq!(st["uplink"]["state"], "up", "{st}");
+    assert_eq!(st["payments"], 1, "{st}");
     r.stop().await;
 }

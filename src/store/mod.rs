@@ -56,6 +56,30 @@ pub enum StoreError {
     Gone,
 }
 
+impl StoreError {
+    /// Whether trying the same thing again later may succeed: the database busy or locked by
+    /// another process, the disk full or failing, the store thread stopping. A constraint that
+    /// fails, a value the store cannot hold, a damaged or foreign file fail the same way every
+    /// time: a command that meets one is answered with the error, not retried forever.
+    pub fn is_transient(&self) -> bool {
+        use rusqlite::ErrorCode as C;
+        match self {
+            StoreError::Gone => true,
+            StoreError::Sql(rusqlite::Error::SqliteFailure(f, _)) => matches!(
+                f.code,
+                C::DatabaseBusy
+                    | C::DatabaseLocked
+                    | C::DiskFull
+                    | C::SystemIoFailure
+                    | C::OutOfMemory
+                    | C::CannotOpen
+                    | C::FileLockingProtocolFailed
+            ),
+            _ => false,
+        }
+    }
+}
+
 /// Why a command was not applied.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -444,5 +468,39 @@ impl Store {
             .meta("nas-warnings")?
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_else(|| serde_json::json!([])))
+    }
+}
+
+#[cfg(test)]
+mod transient_tests {
+    use super::StoreError;
+
+    fn sqlite(code: std::ffi::c_int) -> StoreError {
+        StoreError::Sql(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(code),
+            None,
+        ))
+    }
+
+    #[test]
+    fn busy_full_and_failing_disks_are_worth_a_retry_and_constraints_are_not() {
+        use rusqlite::ffi;
+        for code in [
+            ffi::SQLITE_BUSY,
+            ffi::SQLITE_LOCKED,
+            ffi::SQLITE_FULL,
+            ffi::SQLITE_IOERR,
+        ] {
+            assert!(sqlite(code).is_transient(), "{code}");
+        }
+        assert!(StoreError::Gone.is_transient());
+        for code in [
+            ffi::SQLITE_CONSTRAINT,
+            ffi::SQLITE_MISMATCH,
+            ffi::SQLITE_TOOBIG,
+        ] {
+            assert!(!sqlite(code).is_transient(), "{code}");
+        }
+        assert!(!StoreError::Data("bad stored value".into()).is_transient());
     }
 }

@@ -342,7 +342,19 @@ impl<'a> Session<'a> {
                     Err(ApplyError::Rejected(r)) => {
                         Err(Executed::Refused(r.code.as_str().to_string(), r.message))
                     }
-                    Err(ApplyError::Store(e)) => Err(failed(format!("applying a command: {e}"))),
+                    // Left unacknowledged: the broker delivers it again once the store is back.
+                    Err(ApplyError::Store(e)) if e.is_transient() => {
+                        Err(failed(format!("applying a command: {e}")))
+                    }
+                    // It would fail the same way on every delivery, blocking the commands
+                    // behind it: answered with the error and acknowledged.
+                    Err(ApplyError::Store(e)) => {
+                        tracing::error!(id = %id, error = %e, "remote command failed in the store; answered and acknowledged");
+                        Err(Executed::Refused(
+                            "store-error".into(),
+                            format!("the site could not store this command: {e}"),
+                        ))
+                    }
                 }
             }
             RequestKind::StatusGet => status::heartbeat(self.site, &self.s.site, self.started)
