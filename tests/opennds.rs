@@ -163,6 +163,17 @@ async fn payment_authenticates_usage_is_read_and_expiry_deauthenticates() {
         120
     );
     r.nds(&["_traffic", MAC, "40960", "921600"]);
+    // The counters a session ends with are those the last poll read: wait for a poll after the
+    // traffic (asked for now), as on a loaded machine the next one may come after the expiry.
+    let calls_before = r.nds(&["_log"]).lines().count();
+    r.daemon.site.poll_nas();
+    until("a poll after the traffic", 10, || {
+        r.nds(&["_log"])
+            .lines()
+            .skip(calls_before)
+            .any(|l| l.starts_with("json"))
+    })
+    .await;
     until("the device is deauthenticated at expiry", 10, || {
         r.client(MAC).is_none()
     })
