@@ -540,3 +540,63 @@ fn check_config_refuses_fifos_devices_and_huge_files_at_once() {
     assert_eq!(o.status.code(), Some(78), "{}", stderr(&o));
     assert!(stderr(&o).contains("5242880 bytes"), "{}", stderr(&o));
 }
+
+/// A second daemon on the same database is refused with a message that says why (before, the
+/// two both enforced and knocked each other off the broker); the CLI still works beside the
+/// daemon, and once the first is gone a daemon starts again.
+#[test]
+fn a_second_daemon_on_the_same_database_is_refused() {
+    let e = env_with(PLANS);
+    let daemon = |config: &Path| {
+        Command::new(BIN)
+            .arg("-c")
+            .arg(config)
+            .arg("run")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = daemon(&e.config);
+    let lock = e.db.with_file_name("h.db.daemon.lock");
+    let end = Instant::now() + Duration::from_secs(20);
+    while !e.db.exists() || !lock.exists() {
+        assert!(Instant::now() < end, "the first daemon did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut second = daemon(&e.config);
+    let end = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = second.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > end {
+            let _ = second.kill();
+            let _ = first.kill();
+            panic!("the second daemon kept running");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = second.wait_with_output().unwrap();
+    let msg = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(status.code(), Some(74), "{msg}");
+    assert!(
+        msg.contains("another hotspot-edge daemon is running"),
+        "{msg}"
+    );
+    // The CLI is not a daemon: it reads beside the first one.
+    let o = run(&e.config, &["plans", "list"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the first daemon stopped"
+    );
+    let _ = first.kill();
+    let _ = first.wait();
+    // SIGKILL released the lock with the process.
+    let mut third = daemon(&e.config);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(third.try_wait().unwrap().is_none(), "a daemon starts again");
+    let _ = third.kill();
+    let _ = third.wait();
+}

@@ -26,7 +26,7 @@ use crate::shutdown::Shutdown;
 pub use settings::{Settings, SettingsError};
 
 use crate::site::Site;
-use crate::store::{ApplyError, StoreError, StoreHandle};
+use crate::store::{ApplyError, DaemonLock, StoreError, StoreHandle};
 
 /// How often the daemon looks for deadlines changed by other processes.
 pub const EXTERNAL_CHANGE_CHECK: Duration = Duration::from_secs(2);
@@ -87,6 +87,8 @@ pub async fn run_with(
         http,
         warnings: _,
     } = settings;
+    // Before the store is opened (its plans synced): a second daemon changes nothing.
+    let _lock = DaemonLock::acquire(&config.store.path)?;
     let store = app::open_store(&config, clock.as_ref(), true)?;
     tracing::info!(
         site = config.site_id(),

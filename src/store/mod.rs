@@ -9,6 +9,7 @@
 mod apply;
 mod handle;
 mod ledger;
+mod lock;
 mod outbox;
 pub mod router;
 pub mod schema;
@@ -23,6 +24,7 @@ use serde_json::Value;
 use crate::clock::{Clock, ClockState, Now, TimePolicy};
 use crate::engine::{Entropy, Rejection};
 pub use handle::StoreHandle;
+pub use lock::DaemonLock;
 pub use outbox::{json_array, OutboxEvent, Trimmed};
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +56,8 @@ pub enum StoreError {
     Data(String),
     #[error("the store thread has stopped")]
     Gone,
+    #[error("{path}: {message}")]
+    Lock { path: String, message: String },
 }
 
 impl StoreError {
