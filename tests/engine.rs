@@ -804,3 +804,30 @@ fn money_beyond_the_stores_range_is_refused_and_nothing_changes() {
         i64::MAX
     );
 }
+
+/// A payment reference with a NUL, a line break or another control character is refused: it
+/// is shown in tables and logs and sent to the cloud, where it would cut or forge lines.
+#[test]
+fn a_payment_reference_with_control_characters_is_refused() {
+    let mut s = Site::new(NOW_MS);
+    s.plan("1h", "1h", "wall", None, 1);
+    for bad in ["QK1\u{0}ABC", "QK1\nABC", "QK1\u{1b}[31m", "\u{7f}"] {
+        let e = s
+            .apply(Command::PaymentConfirmed(payment_args(
+                bad,
+                "254700000001",
+                "1h",
+                None,
+            )))
+            .unwrap_err();
+        assert!(e.to_string().contains("control character"), "{bad:?}: {e}");
+    }
+    assert!(s.events_of("payment.recorded").is_empty());
+    // Spaces around it are trimmed as before, and other text is fine.
+    s.ok(Command::PaymentConfirmed(payment_args(
+        " QK1ABC2 ",
+        "254700000001",
+        "1h",
+        None,
+    )));
+}

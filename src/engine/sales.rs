@@ -21,6 +21,14 @@ impl Cx<'_> {
         if reference.is_empty() || reference.len() > 64 {
             return Err(bad("reference must be 1 to 64 characters"));
         }
+        // It is shown to operators and sent to the cloud: a NUL or a line break in it would cut
+        // or forge lines in logs, tables and CSV exports.
+        if reference.chars().any(char::is_control) {
+            return Err(bad(format!(
+                "reference {:?} holds a control character",
+                a.reference
+            )));
+        }
         let mac = parse_mac(&a.mac)?;
         check_ip(&a.ip)?;
         let phone = a.phone.as_deref().map(normalise_phone).transpose()?;
