@@ -33,7 +33,14 @@ const UNITS_MS: [(&str, i64); 7] = [
     ("us", 0),
 ];
 
+/// The longest duration we take: 100 years. Deadlines are the timeline's milliseconds plus a
+/// duration, in an i64: a plan of `9223372036854775807ms` overflowed it, and its buyer was
+/// expired at once.
+pub const SPAN_MAX_MS: i64 = 36_500 * 86_400_000;
+
 /// Parses `1w2d3h4m5s`, `30d`, `250ms`. A bare number is refused: "30" could be seconds or days.
+/// Parts below a millisecond (`us`, as RouterOS prints them) must be 0: the timeline counts
+/// milliseconds, and `1us` meant 0 ms.
 pub fn parse_span(text: &str) -> Result<Span, String> {
     let t = text.trim();
     if t.is_empty() {
@@ -62,6 +69,11 @@ pub fn parse_span(text: &str) -> Result<Span, String> {
             ));
         };
         rest = &rest[u.len()..];
+        if *ms == 0 && n > 0 {
+            return Err(format!(
+                "bad duration {text:?}: {n}{u} is below the millisecond durations are counted in"
+            ));
+        }
         total = n
             .checked_mul(*ms)
             .and_then(|v| total.checked_add(v))
@@ -70,6 +82,11 @@ pub fn parse_span(text: &str) -> Result<Span, String> {
     }
     if !any {
         return Err(format!("bad duration {text:?}"));
+    }
+    if total > SPAN_MAX_MS {
+        return Err(format!(
+            "bad duration {text:?}: longer than 100 years (36500d)"
+        ));
     }
     Ok(Span(total))
 }
@@ -241,6 +258,21 @@ fn is_rate(h: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn durations_below_a_millisecond_or_beyond_100_years_are_refused() {
+        assert!(parse_span("1us")
+            .unwrap_err()
+            .contains("below the millisecond"));
+        assert_eq!(parse_span("1s0us").unwrap(), Span::from_secs(1));
+        let e = parse_span("9223372036854775807ms").unwrap_err();
+        assert!(e.contains("longer than 100 years"), "{e}");
+        assert!(parse_span("36501d").is_err());
+        assert_eq!(parse_span("36500d").unwrap().ms(), SPAN_MAX_MS);
+        assert!(parse_span("99999999999999999999w")
+            .unwrap_err()
+            .contains("too large"));
+    }
 
     #[test]
     fn bytes_on_the_wire_read_back_exactly() {
