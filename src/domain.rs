@@ -90,6 +90,9 @@ impl FromStr for Validity {
 /// otherwise).
 pub const MAX_MONEY: u64 = i64::MAX as u64;
 
+/// The largest byte counter the store holds (an i64, like money).
+pub const MAX_COUNTER: u64 = i64::MAX as u64;
+
 /// Who owns a plan: plans of the config file are replaced at every start, the cloud's and the
 /// CLI's are left alone by it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -831,3 +831,35 @@ fn a_payment_reference_with_control_characters_is_refused() {
         None,
     )));
 }
+
+/// A byte counter beyond what the store holds (a RADIUS Gigawords of 2^31 and up, a counter
+/// about to wrap) is left out, counted as out of range, while the other sessions of the batch
+/// are counted: before, it was stored negative or wrapped the sums (60 MB counted as 9 bytes).
+#[test]
+fn counters_beyond_the_stores_range_are_left_out_and_the_rest_counted() {
+    let mut s = Site::new(NOW_MS);
+    s.plan("1h", "1h", "wall", Some("1GB"), 2);
+    let user = s.pay("R1", "254700000001", "1h", None)["user"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.login(&user, "a", "AA:00:00:00:00:01").unwrap();
+    s.login(&user, "b", "AA:00:00:00:00:02").unwrap();
+    let r = s.usage(&[("a", 1_000, 2_000), ("b", 1 << 63, 5)]);
+    assert_eq!(r["out-of-range"], 1, "{r}");
+    let r = s.usage(&[("a", 1_000, u64::MAX), ("b", 10, 20)]);
+    assert_eq!(r["out-of-range"], 1, "{r}");
+    let u = s.ok(Command::SessionEnded(SessionEndArgs {
+        nas_session_id: "a".into(),
+        reason: "user-request".into(),
+        bytes_in: Some(u64::MAX),
+        bytes_out: Some(u64::MAX),
+    }));
+    assert_eq!(u["changed"], true, "{u}");
+    // Counted: 3,000 bytes of a, 30 of b; nothing negative or wrapped.
+    let ended = s.events_of("session.ended");
+    assert_eq!(ended[0]["payload"]["bytes-in"], 1_000, "{ended:?}");
+    assert_eq!(ended[0]["payload"]["bytes-out"], 2_000, "{ended:?}");
+    let shown = s.user(&user);
+    assert_eq!(shown["data-left"], 1_000_000_000 - 3_030, "{shown}");
+}

@@ -111,7 +111,7 @@ pub struct Rejection {
     pub message: String,
 }
 
-pub use crate::domain::MAX_MONEY;
+pub use crate::domain::{MAX_COUNTER, MAX_MONEY};
 pub use plans::plan_from_args;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -101,8 +101,8 @@ impl Cx<'_> {
                 return Ok(());
             };
             match g.data_bytes {
-                Some(cap) if g.bytes_used + delta >= cap => {
-                    delta = g.bytes_used + delta - cap;
+                Some(cap) if g.bytes_used.saturating_add(delta) >= cap => {
+                    delta = g.bytes_used.saturating_add(delta) - cap;
                     g.bytes_used = cap;
                     let at = self.now.timeline_ms;
                     self.end_grant(user, &mut g, at, "data")?;
@@ -117,7 +117,7 @@ impl Cx<'_> {
                     }
                 }
                 _ => {
-                    g.bytes_used += delta;
+                    g.bytes_used = g.bytes_used.saturating_add(delta).min(MAX_COUNTER);
                     self.ledger.update_grant(&g)?;
                     delta = 0;
                 }
@@ -129,22 +129,30 @@ impl Cx<'_> {
     pub(super) fn session_usage(&mut self, a: &command::UsageArgs) -> Result<Value, EngineError> {
         let mut per_user: Vec<(UserId, u64)> = Vec::new();
         let mut unknown = 0;
+        let mut out_of_range = 0;
         for c in &a.sessions {
+            // No NAS counts 9.2 EB in a session: such a counter is garbage (a RADIUS
+            // Gigawords of 2^31 and up, a counter about to wrap). Kept out, it cannot be stored
+            // negative or wrap the sums; the other sessions of the batch are still counted.
+            if c.bytes_in > MAX_COUNTER || c.bytes_out > MAX_COUNTER {
+                out_of_range += 1;
+                continue;
+            }
             let Some(mut s) = self.ledger.session_by_nas_id(&c.nas_session_id)? else {
                 unknown += 1;
                 continue;
             };
-            let d_in = counter_delta(s.bytes_in, c.bytes_in);
-            let d_out = counter_delta(s.bytes_out, c.bytes_out);
-            if d_in + d_out == 0 {
+            let delta = counter_delta(s.bytes_in, c.bytes_in)
+                .saturating_add(counter_delta(s.bytes_out, c.bytes_out));
+            if delta == 0 {
                 continue;
             }
             s.bytes_in = c.bytes_in;
             s.bytes_out = c.bytes_out;
             self.ledger.update_session(&s)?;
             match per_user.iter_mut().find(|(u, _)| *u == s.user_id) {
-                Some((_, d)) => *d += d_in + d_out,
-                None => per_user.push((s.user_id, d_in + d_out)),
+                Some((_, d)) => *d = d.saturating_add(delta),
+                None => per_user.push((s.user_id, delta)),
             }
         }
         for (uid, delta) in &per_user {
@@ -153,7 +161,9 @@ impl Cx<'_> {
                 self.consume_data(&mut user, *delta)?;
             }
         }
-        Ok(json!({"users": per_user.len(), "unknown-sessions": unknown}))
+        Ok(
+            json!({"users": per_user.len(), "unknown-sessions": unknown, "out-of-range": out_of_range}),
+        )
     }
 
     pub(super) fn session_ended(
