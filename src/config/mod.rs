@@ -392,6 +392,12 @@ fn at(
     span: Option<std::ops::Range<usize>>,
     message: String,
 ) -> ConfigError {
+    // A check about a whole section has no span from serde: its message starts with the
+    // section (`[router] address ...`), which is found in the text, at its key if written.
+    let span = match span {
+        Some(s) if !(s.start == 0 && s.end == 0) => Some(s),
+        _ => section_key_span(text, &message),
+    };
     match span {
         Some(span) if !(span.start == 0 && span.end == 0 && !text.is_empty()) => {
             let (line, col) = line_col(text, span.start);
@@ -668,6 +674,55 @@ fn check(c: &Config) -> Result<Vec<String>, (std::ops::Range<usize>, String)> {
     Ok(warnings)
 }
 
+/// Where `[section] key ...` of a message is written: the key's line inside the section, else
+/// the section's header; none when the section is not in the file (its defaults are at fault).
+fn section_key_span(text: &str, message: &str) -> Option<std::ops::Range<usize>> {
+    let mut words = message.split_whitespace();
+    let header = words.next()?;
+    if !(header.starts_with('[') && header.ends_with(']')) || header.starts_with("[[") {
+        return None;
+    }
+    let key = words
+        .next()
+        .map(|k| k.trim_end_matches(':'))
+        .filter(|k| k.chars().all(|c| c.is_ascii_lowercase() || c == '-') && !k.is_empty());
+    let mut offset = 0;
+    let mut found: Option<std::ops::Range<usize>> = None;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        let at = offset + (line.len() - trimmed.len());
+        offset += line.len();
+        let is_header = trimmed.starts_with('[');
+        match &found {
+            None if is_header
+                && trimmed[1..]
+                    .trim_start()
+                    .starts_with(header[1..header.len() - 1].trim())
+                && trimmed
+                    .split(']')
+                    .next()
+                    .is_some_and(|h| h[1..].trim() == header[1..header.len() - 1].trim()) =>
+            {
+                found = Some(at..at + header.len());
+                if key.is_none() {
+                    break;
+                }
+            }
+            Some(_) if is_header => break,
+            Some(_) => {
+                if let Some(k) = key {
+                    let rest = trimmed.strip_prefix(k).map(str::trim_start);
+                    if rest.is_some_and(|r| r.starts_with('=')) {
+                        return Some(at..at + k.len());
+                    }
+                }
+            }
+            None => {}
+        }
+    }
+    found
+}
+
 /// 1-based line and column (in characters) of a byte offset.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
@@ -717,6 +772,32 @@ time = "1h"
         let e = err(&format!("{GOOD}\n[store]\nbusy-timeout = \"25d\"\n"));
         assert!(
             e.contains("busy-timeout must be 1ms to 10m, not 3w4d"),
+            "{e}"
+        );
+    }
+
+    /// A check about a section points at the key it names, or the section's header; a
+    /// section left to its defaults has no line to point at.
+    #[test]
+    fn section_checks_point_at_their_key_or_header() {
+        let e = err(&format!(
+            "{GOOD}\n[router]\nkind = \"routeros\"\naddress = \"no-port\"\n"
+        ));
+        assert!(e.starts_with("c.toml:14:1: [router] address"), "{e}");
+        let e = err(&format!(
+            "{GOOD}\n[store]\n# comment\nbusy-timeout = \"25d\"\n"
+        ));
+        assert!(e.starts_with("c.toml:14:1: [store] busy-timeout"), "{e}");
+        let e = err(&format!("{GOOD}\n[vouchers]\nlength = 2\n"));
+        assert!(e.starts_with("c.toml:13:1: [vouchers] length"), "{e}");
+        // The header when the key is not written; the file when the section is not.
+        let e = err(&format!("{GOOD}\n[router]\nkind = \"routeros\"\n"));
+        assert!(e.starts_with("c.toml:12:1: [router]"), "{e}");
+        let e = err(&format!("{GOOD}\n[router]\nkind = \"radius\"\n"));
+        assert!(e.starts_with("c.toml:13:1: [router] kind"), "{e}");
+        let e = err(&format!("{GOOD}\n[enforcement]\njob-max-attempts = 0\n"));
+        assert!(
+            e.starts_with("c.toml:13:1: [enforcement] job-max-attempts"),
             "{e}"
         );
     }
