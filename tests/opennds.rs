@@ -5,14 +5,18 @@
 
 mod common;
 
-// Waits are bounds, not timings: 30 s, since every ndsctl call here starts a Python process,
-// which on a loaded 2-core CI machine took long enough to miss a 10 s bound.
+// Waits are bounds, not timings: 30 s. Each check starts a Python process (the fake ndsctl),
+// and the test runs on the daemon's own runtime: looked at every 25 ms by seven tests at once,
+// the checks took the two CPUs from the daemons they waited for, and on CI an extension missed a
+// 10 s and then a 30 s bound. They look every 250 ms.
+async fn until(what: &str, secs: u64, f: impl FnMut() -> bool) {
+    common::until_every(what, secs, Duration::from_millis(250), f).await
+}
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::until;
 use hotspot_edge::clock::SystemClock;
 use hotspot_edge::config;
 use hotspot_edge::daemon::Daemon;

@@ -50,6 +50,11 @@ pub struct OpenNdsNas {
     preemptive: Arc<Mutex<Option<bool>>>,
     /// Clients at the portal in the last list read.
     waiting: Arc<Mutex<Vec<WaitingDevice>>>,
+    /// Held across a deauth-then-auth (an extension, a login taking a device over) and by the
+    /// poll's list read: the job worker and the poll run at once, and a list read between the
+    /// two halves shows a paid device at the portal (the poll then logged it in a second time,
+    /// or closed its session as lost).
+    switching: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The minutes given to openNDS for a user without a time limit: 0 would mean openNDS's global
@@ -80,6 +85,7 @@ impl OpenNdsNas {
             desired: Default::default(),
             preemptive: Default::default(),
             waiting: Default::default(),
+            switching: Default::default(),
         }
     }
 
@@ -139,6 +145,7 @@ impl OpenNdsNas {
         // openNDS's session_end is Unix seconds by this machine's clock.
         let now = crate::clock::Clock::read(&crate::clock::SystemClock).wall_ms / 1000;
         let wanted_end = now + i64::try_from(a.minutes).unwrap_or(i64::MAX / 120) * 60;
+        let _switching = self.switching.lock().await;
         let clients = self.ctl.clients().await?;
         for c in Self::theirs(&clients, user) {
             if c.session_end.is_some_and(|end| end + 60 < wanted_end) {
@@ -294,7 +301,10 @@ impl Nas for OpenNdsNas {
     }
 
     async fn active(&self, _server: Option<&str>) -> Result<Vec<ActiveSession>, E> {
-        let clients = self.ctl.clients().await?;
+        let clients = {
+            let _switching = self.switching.lock().await;
+            self.ctl.clients().await?
+        };
         *lock(&self.waiting) = clients
             .iter()
             .filter(|c| c.waiting())
@@ -332,6 +342,7 @@ impl Nas for OpenNdsNas {
             command: "ndsctl auth".into(),
             message: m,
         })?;
+        let _switching = self.switching.lock().await;
         let clients = self.ctl.clients().await?;
         if let Some(c) = clients
             .iter()

@@ -7,14 +7,25 @@ pub mod mosquitto;
 pub mod sim;
 
 /// Waits (real time) until `f` holds, or fails the test with `what`.
-pub async fn until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+pub async fn until(what: &str, secs: u64, f: impl FnMut() -> bool) {
+    until_every(what, secs, std::time::Duration::from_millis(25), f).await
+}
+
+/// [`until`], looking every `every`: for a check that is itself costly (it starts a process),
+/// so that the waiting test does not take the CPU from the daemon it waits for.
+pub async fn until_every(
+    what: &str,
+    secs: u64,
+    every: std::time::Duration,
+    mut f: impl FnMut() -> bool,
+) {
     let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
     while !f() {
         assert!(
             std::time::Instant::now() < end,
             "timed out waiting for: {what}"
         );
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        tokio::time::sleep(every).await;
     }
 }
 
