@@ -71,8 +71,9 @@ pub fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, String> {
 
 /// Reads a secret from a file, as `*-file` config keys do. One trailing newline is dropped
 /// (editors add one); an empty file is an error, because an empty password is never meant.
+/// Errors name the file; the caller names the key (`[mqtt] command-key-file: ...`).
 pub fn read_secret_file(path: &Path) -> Result<Secret, String> {
-    let bytes = read_bounded(path, SECRET_FILE_MAX).map_err(|e| format!("secret file: {e}"))?;
+    let bytes = read_bounded(path, SECRET_FILE_MAX)?;
     let text = String::from_utf8(bytes)
         .map_err(|_| format!("secret file {} is not UTF-8 text", path.display()))?;
     let value = text
@@ -95,7 +96,9 @@ pub fn resolve(
 ) -> Result<(Option<Secret>, Option<String>), String> {
     match (inline, file) {
         (Some(_), Some(_)) => Err(format!("give {key} or {key}-file, not both")),
-        (None, Some(path)) => read_secret_file(path).map(|s| (Some(s), None)),
+        (None, Some(path)) => read_secret_file(path)
+            .map(|s| (Some(s), None))
+            .map_err(|e| format!("{key}-file: {e}")),
         (Some(s), None) => Ok((
             Some(s.clone()),
             Some(format!(

@@ -25,6 +25,24 @@ pub enum Trust {
     Pin([u8; 32]),
 }
 
+impl Trust {
+    /// The trust a config gives (a CA file or a certificate pin; neither is the plain API),
+    /// checked without reading the CA file: `check-config` and the daemon share it.
+    pub fn from_config(
+        ca_file: Option<&std::path::Path>,
+        pin: Option<&str>,
+    ) -> Result<Option<Trust>, String> {
+        match (ca_file, pin) {
+            (Some(_), Some(_)) => {
+                Err("give tls-ca-file or tls-certificate-sha256, not both".into())
+            }
+            (Some(ca), None) => Ok(Some(Trust::CaFile(ca.to_path_buf()))),
+            (None, Some(pin)) => Ok(Some(Trust::Pin(parse_pin(pin)?))),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }

@@ -464,22 +464,14 @@ fn check(c: &Config) -> Result<Vec<String>, (std::ops::Range<usize>, String)> {
                 format!("duplicate plan id {:?}", p.id.get_ref().as_str()),
             ));
         }
-        if p.time.ms() <= 0 {
-            return Err((
-                p.id.span(),
-                format!(
-                    "plan {:?}: time must be more than 0s",
-                    p.id.get_ref().as_str()
-                ),
-            ));
-        }
         if *p.devices.get_ref() == 0 {
             return Err((p.devices.span(), "devices must be at least 1".to_string()));
         }
         if let Some(r) = &p.rate_limit {
             check_rate_limit(r.get_ref()).map_err(|m| (r.span(), m))?;
         }
-        // Every check the daemon runs when it brings the plan in at start.
+        // Every check the daemon runs when it brings the plan in at start (time, price, idle
+        // timeout); devices and rate limit were checked above where they have their own span.
         let args = PlanArgs::from_plan(&p.to_plan(), PlanSource::Config);
         if let Err(e) = plan_from_args(&args) {
             return Err((
@@ -557,12 +549,11 @@ fn check(c: &Config) -> Result<Vec<String>, (std::ops::Range<usize>, String)> {
             }
             (false, true) => warnings.push("[router] allow-plaintext: the RouterOS password crosses the network in clear; use it only on a link you trust".into()),
             (true, false) => {
-                if r.tls_ca_file.is_some() && r.tls_certificate_sha256.is_some() {
-                    return Err((0..0, "[router] give tls-ca-file or tls-certificate-sha256, not both".into()));
-                }
-                if let Some(pin) = &r.tls_certificate_sha256 {
-                    crate::tls::parse_pin(pin).map_err(|m| (0..0, format!("[router] {m}")))?;
-                }
+                crate::tls::Trust::from_config(
+                    r.tls_ca_file.as_deref(),
+                    r.tls_certificate_sha256.as_deref(),
+                )
+                .map_err(|m| (0..0, format!("[router] {m}")))?;
             }
         }
         match (&r.password, &r.password_file) {
@@ -682,6 +673,7 @@ fn section_key_span(text: &str, message: &str) -> Option<std::ops::Range<usize>>
     if !(header.starts_with('[') && header.ends_with(']')) || header.starts_with("[[") {
         return None;
     }
+    let name = &header[1..header.len() - 1];
     let key = words
         .next()
         .map(|k| k.trim_end_matches(':'))
@@ -695,13 +687,10 @@ fn section_key_span(text: &str, message: &str) -> Option<std::ops::Range<usize>>
         let is_header = trimmed.starts_with('[');
         match &found {
             None if is_header
-                && trimmed[1..]
-                    .trim_start()
-                    .starts_with(header[1..header.len() - 1].trim())
                 && trimmed
                     .split(']')
                     .next()
-                    .is_some_and(|h| h[1..].trim() == header[1..header.len() - 1].trim()) =>
+                    .is_some_and(|h| h[1..].trim() == name) =>
             {
                 found = Some(at..at + header.len());
                 if key.is_none() {

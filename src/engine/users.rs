@@ -5,6 +5,24 @@ use super::decision::*;
 use super::*;
 
 impl Cx<'_> {
+    /// Adds what `user.extend` and `user.create` give (see [`Cx::grant_spec`]) as a manual
+    /// grant: no device is known to be online.
+    fn add_manual_grant(
+        &mut self,
+        user: &mut User,
+        (plan_id, validity, time_ms, data): (PlanId, Validity, i64, Option<u64>),
+    ) -> LResult<GrantId> {
+        self.add_grant(
+            user,
+            &plan_id,
+            validity,
+            time_ms,
+            data,
+            "manual".into(),
+            false,
+        )
+    }
+
     /// What `user.extend` and `user.create` add: a plan's worth, or a time (and data).
     pub(super) fn grant_spec(
         &mut self,
@@ -40,16 +58,8 @@ impl Cx<'_> {
 
     pub(super) fn extend(&mut self, a: &command::ExtendArgs) -> Result<Value, EngineError> {
         let mut user = self.user(&a.user)?;
-        let (plan_id, validity, time_ms, data) = self.grant_spec(&a.plan, &a.time, &a.data)?;
-        let grant = self.add_grant(
-            &mut user,
-            &plan_id,
-            validity,
-            time_ms,
-            data,
-            "manual".into(),
-            false,
-        )?;
+        let spec = self.grant_spec(&a.plan, &a.time, &a.data)?;
+        let grant = self.add_manual_grant(&mut user, spec)?;
         let mut r = self.user_summary(&user)?;
         r["grant"] = json!(grant);
         Ok(r)
@@ -95,15 +105,7 @@ impl Cx<'_> {
         };
         let mut user = self.create_user(name, password, phone, mac)?;
         let grant = match spec {
-            Some((plan_id, validity, time_ms, data)) => Some(self.add_grant(
-                &mut user,
-                &plan_id,
-                validity,
-                time_ms,
-                data,
-                "manual".into(),
-                false,
-            )?),
+            Some(spec) => Some(self.add_manual_grant(&mut user, spec)?),
             None => {
                 // No time yet: the account exists but cannot log in until extended.
                 user.state = UserState::Expired;

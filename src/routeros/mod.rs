@@ -30,13 +30,12 @@ pub fn password(r: &RouterConfig) -> Result<Secret, String> {
 /// plain API.
 pub fn tls_target(r: &RouterConfig) -> Result<Option<client::TlsTarget>, String> {
     use crate::tls;
-    let trust = match (&r.tls_ca_file, &r.tls_certificate_sha256) {
-        (Some(_), Some(_)) => {
-            return Err("give tls-ca-file or tls-certificate-sha256, not both".into())
-        }
-        (Some(ca), None) => tls::Trust::CaFile(ca.clone()),
-        (None, Some(pin)) => tls::Trust::Pin(tls::parse_pin(pin)?),
-        (None, None) => return Ok(None),
+    let Some(trust) = tls::Trust::from_config(
+        r.tls_ca_file.as_deref(),
+        r.tls_certificate_sha256.as_deref(),
+    )?
+    else {
+        return Ok(None);
     };
     let host = r
         .tls_server_name

@@ -38,7 +38,7 @@ impl HttpSettings {
             .as_deref()
             .ok_or("[uplink.http] needs token-file")?;
         let token = crate::secret::read_secret_file(token_file)
-            .map_err(|e| format!("[uplink.http] {e}"))?;
+            .map_err(|e| format!("[uplink.http] token-file: {e}"))?;
         let mut builder = reqwest::Client::builder()
             .timeout(h.timeout.duration())
             .connect_timeout(h.timeout.duration())

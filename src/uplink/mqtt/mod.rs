@@ -101,7 +101,7 @@ impl MqttSettings {
             .as_deref()
             .map(crate::secret::read_secret_file)
             .transpose()
-            .map_err(|e| format!("[mqtt] {e}"))?;
+            .map_err(|e| format!("[mqtt] command-key-file: {e}"))?;
         if command_key.as_ref().is_some_and(|k| k.expose().len() < 16) {
             return Err("[mqtt] command-key-file: the key is shorter than 16 characters".into());
         }
