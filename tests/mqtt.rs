@@ -486,8 +486,8 @@ fn replies(w: &Watcher) -> Vec<Value> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn commands_are_applied_once_and_bad_ones_change_nothing() {
+/// A broker, the cloud listening for replies, and the daemon subscribed to its commands.
+async fn commands_rig() -> (Broker, Watcher, Rig) {
     let broker = Broker::start(BrokerOptions::default());
     let w = Watcher::start(broker.port, "cloud", &[&topic("replies")]).await;
     let r = rig(&format!("mqtt://127.0.0.1:{}", broker.port), "", false).await;
@@ -496,6 +496,12 @@ async fn commands_are_applied_once_and_bad_ones_change_nothing() {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
+    (broker, w, r)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_are_applied_once_and_bad_ones_change_nothing() {
+    let (_broker, w, r) = commands_rig().await;
     let pay = signed(
         "payment.confirmed",
         json!({"provider": "mpesa", "reference": "RC1", "phone": "254700000009", "plan": "hour"}),
@@ -930,14 +936,7 @@ async fn https_fallback_posts_the_outbox_when_mqtt_is_unreachable() {
 /// behind it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_the_store_refuses_for_good_is_answered_and_blocks_nothing() {
-    let broker = Broker::start(BrokerOptions::default());
-    let w = Watcher::start(broker.port, "cloud", &[&topic("replies")]).await;
-    let r = rig(&format!("mqtt://127.0.0.1:{}", broker.port), "", false).await;
-    until("the daemon subscribed", 10, || async {
-        r.status().await["uplink"]["state"] == "up"
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_broker, w, r) = commands_rig().await;
     rusqlite::Connection::open(r.dir.path().join("h.db"))
         .unwrap()
         .execute_batch(
