@@ -4,6 +4,7 @@
 //! - `startup`: start-up time and RSS with many users and a large outbox.
 //! - `crash-child`: applies payments and reports each commit, for the SIGKILL test.
 //! - `mqtt-drain`: outbox drain to a local mosquitto against a raw rumqttc publisher.
+//! - `mqtt-burst`: a burst of commands with junk among them: link drops, event delay, RSS.
 //! - `footprint`: the daemon's memory and storage writes as a process of its own.
 
 use std::io::Write;
@@ -20,6 +21,8 @@ mod crash;
 mod enforce_lag;
 #[path = "bench/footprint.rs"]
 mod footprint;
+#[path = "bench/mqtt_burst.rs"]
+mod mqtt_burst;
 #[path = "bench/mqtt_drain.rs"]
 mod mqtt_drain;
 #[path = "bench/radius_load.rs"]
@@ -78,6 +81,16 @@ enum Cmd {
         /// Events per message for the batched run.
         #[arg(long, default_value_t = 50)]
         batch: usize,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// A burst of signed payments published at once, alone and with junk among them: time to
+    /// answer, event delay to the cloud meanwhile, the link's drops, the daemon's RSS.
+    MqttBurst {
+        #[arg(long, default_value_t = 1000)]
+        valid: usize,
+        #[arg(long, default_value_t = 5000)]
+        junk: usize,
         #[arg(long)]
         dir: Option<PathBuf>,
     },
@@ -370,6 +383,7 @@ fn main() {
         Cmd::Startup { users, outbox, dir } => startup::startup(users, outbox, dir),
         Cmd::StartupProbe { db } => startup::startup_probe(&db),
         Cmd::MqttDrain { events, batch, dir } => mqtt_drain::run(events, batch.max(1), dir),
+        Cmd::MqttBurst { valid, junk, dir } => mqtt_burst::run(valid.max(1), junk, dir),
         Cmd::RadiusLoad {
             users,
             clients,

@@ -144,9 +144,12 @@ impl Drop for Broker {
 
 /// A test client: subscribes and records every message (topic, payload, retain), reconnecting
 /// by itself (persistent session) across broker restarts.
+/// Topic, payload, retain, and when it arrived.
+pub type Received = (String, String, bool, Instant);
+
 pub struct Watcher {
     pub client: AsyncClient,
-    pub got: Arc<Mutex<Vec<(String, String, bool)>>>,
+    pub got: Arc<Mutex<Vec<Received>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -182,6 +185,7 @@ impl Watcher {
                             String::from_utf8_lossy(&p.topic).to_string(),
                             String::from_utf8_lossy(&p.payload).to_string(),
                             p.retain,
+                            Instant::now(),
                         ));
                     }
                     Ok(_) => {}
@@ -201,8 +205,19 @@ impl Watcher {
             .lock()
             .unwrap()
             .iter()
-            .filter(|(t, _, _)| t == topic)
-            .map(|(_, p, _)| p.clone())
+            .filter(|(t, _, _, _)| t == topic)
+            .map(|(_, p, _, _)| p.clone())
+            .collect()
+    }
+
+    /// As `on`, with each message's arrival time.
+    pub fn on_timed(&self, topic: &str) -> Vec<(Instant, String)> {
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(t, _, _, _)| t == topic)
+            .map(|(_, p, _, at)| (*at, p.clone()))
             .collect()
     }
 

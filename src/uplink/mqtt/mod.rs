@@ -6,6 +6,7 @@
 //! e.g. "not authorized" from an ACL); a 3.1.1 broker acknowledges it as if it were delivered,
 //! and the outbox would drop events the cloud never got.
 
+mod budget;
 pub mod remote;
 mod session;
 pub mod status;
@@ -30,6 +31,10 @@ use crate::site::Site;
 const HEALTHY_RESET: Duration = Duration::from_secs(60);
 /// How often events written by another process (the CLI) are looked for.
 const EXTERNAL_CHANGE_CHECK: Duration = Duration::from_secs(2);
+/// Commands the broker may send us before we acknowledge (MQTT v5 Receive Maximum). This is
+/// the inbound flow control: a burst waits at the broker, not in our memory (at most this many
+/// commands of at most the maximum packet size are held), and the event loop is never starved.
+pub const RECEIVE_MAXIMUM: u16 = 16;
 
 #[derive(Debug, Clone)]
 pub struct Topics {
@@ -137,12 +142,11 @@ impl MqttSettings {
         o.set_clean_start(false);
         o.set_session_expiry_interval(Some(self.session_expiry_s));
         o.set_manual_acks(true);
+        o.set_receive_maximum(Some(RECEIVE_MAXIMUM));
         o.set_outgoing_inflight_upper_limit(self.inflight);
-        // Room for a full batch; an oversize command is read and refused with a reply rather
-        // than breaking the connection (and being redelivered forever).
-        o.set_max_packet_size(Some(
-            (self.batch_bytes.max(self.command_max_bytes) as u32 + 64 * 1024).max(1024 * 1024),
-        ));
+        o.set_max_packet_size(Some(max_packet_size(
+            self.batch_bytes.max(self.command_max_bytes),
+        )));
         o.set_request_channel_capacity(request_capacity(self.inflight));
         // rumqttc flushes every packet; with Nagle on, a publish written while earlier ones
         // are unacknowledged waits for the peer's delayed ACK (tens of ms) whenever the
@@ -168,10 +172,23 @@ impl MqttSettings {
     }
 }
 
-/// Room in rumqttc's request channel: a window of events (twice the in-flight limit) plus
-/// replies, the status and command acks, so a `try_publish` never finds it full.
+/// The largest packet we accept, announced in CONNECT. Room for a full batch, and for any
+/// message a broker limited to 1 MiB of payload (docs/mqtt.md) may pass on, plus its topic and
+/// headers: an oversize command is then read and refused with a `too-large` reply rather than
+/// dropped unanswered by the broker (or, over rumqttc's own limit, breaking the connection and
+/// being redelivered forever).
+fn max_packet_size(largest_payload: usize) -> u32 {
+    let payload = largest_payload.max(1 << 20);
+    u32::try_from(payload)
+        .unwrap_or(u32::MAX)
+        .saturating_add(64 * 1024)
+}
+
+/// Room in rumqttc's request channel: a window of events (twice the in-flight limit), a reply
+/// and an ack per command we may hold, and the status. The session awaits room when it is full
+/// (the event loop drains it as the broker acknowledges), so this sizes the common case only.
 fn request_capacity(inflight: u16) -> usize {
-    2 * inflight as usize + 64
+    2 * inflight as usize + 2 * RECEIVE_MAXIMUM as usize + 32
 }
 
 /// Reconnect waits: 1 s doubling to 5 minutes (a broker across the internet may be down long).
@@ -247,6 +264,13 @@ pub(crate) async fn record_state(site: &Site, via: &'static str, state: &'static
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mebibyte_message_and_its_headers_fit_the_announced_packet_size() {
+        assert_eq!(max_packet_size(64 * 1024), (1 << 20) + 64 * 1024);
+        assert_eq!(max_packet_size(4 << 20), (4 << 20) + 64 * 1024);
+        assert_eq!(max_packet_size(usize::MAX), u32::MAX);
+    }
 
     #[test]
     fn topics_are_under_prefix_and_site() {

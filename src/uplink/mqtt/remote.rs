@@ -52,6 +52,8 @@ pub struct Refusal {
     pub id: Option<String>,
     pub code: &'static str,
     pub message: String,
+    /// The signature checked out: the refusal answers our own cloud, not a stranger.
+    pub signed: bool,
 }
 
 impl Refusal {
@@ -60,6 +62,16 @@ impl Refusal {
             id: id.map(str::to_string),
             code,
             message: message.into(),
+            signed: true,
+        }
+    }
+
+    /// Refused before the signature was verified: anyone with access to the topic can cause
+    /// these, so they are answered within a budget (`RefusalBudget`).
+    fn unsigned(code: &'static str, message: impl Into<String>) -> Self {
+        Refusal {
+            signed: false,
+            ..Refusal::new(None, code, message)
         }
     }
 }
@@ -124,8 +136,7 @@ pub fn envelope(key: &[u8], body: &str) -> String {
 /// Checks a received payload, in the order that does least work for a forger.
 pub fn check(payload: &[u8], c: &Checks<'_>, now: &Now) -> Result<Request, Refusal> {
     if payload.len() > c.max_bytes {
-        return Err(Refusal::new(
-            None,
+        return Err(Refusal::unsigned(
             "too-large",
             format!(
                 "command is {} bytes; the limit is {} ([mqtt] command-max-bytes)",
@@ -135,8 +146,7 @@ pub fn check(payload: &[u8], c: &Checks<'_>, now: &Now) -> Result<Request, Refus
         ));
     }
     let env: Envelope = serde_json::from_slice(payload).map_err(|e| {
-        Refusal::new(
-            None,
+        Refusal::unsigned(
             "bad-json",
             format!("not a command envelope {{\"body\": \"...\", \"sig\": \"...\"}}: {e}"),
         )
@@ -145,8 +155,7 @@ pub fn check(payload: &[u8], c: &Checks<'_>, now: &Now) -> Result<Request, Refus
         .ok()
         .filter(|s| s.len() == 32 && env.sig.bytes().all(|b| !b.is_ascii_uppercase()));
     let Some(sig) = sig else {
-        return Err(Refusal::new(
-            None,
+        return Err(Refusal::unsigned(
             "bad-signature",
             "sig must be 64 lowercase hex digits (HMAC-SHA256)",
         ));
@@ -155,8 +164,7 @@ pub fn check(payload: &[u8], c: &Checks<'_>, now: &Now) -> Result<Request, Refus
     mac.update(env.body.as_bytes());
     // Constant-time comparison.
     if mac.verify_slice(&sig).is_err() {
-        return Err(Refusal::new(
-            None,
+        return Err(Refusal::unsigned(
             "bad-signature",
             "signature does not match the body (wrong key, or the body was changed)",
         ));

@@ -1,6 +1,9 @@
 //! One MQTT connection, from CONNECT to its end. A fresh rumqttc event loop per connection: what
 //! was unacknowledged is still in the outbox and is read again from there, never from memory.
 
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason, Publish, SubscribeReasonCode};
@@ -11,6 +14,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant as TokioInstant;
 
+use super::budget::{RefusalBudget, Verdict};
 use super::remote::{self, Checks, RequestKind};
 use super::tracker::{AckBuffer, Carried, Tracker};
 use super::{status, MqttSettings, EXTERNAL_CHANGE_CHECK};
@@ -23,6 +27,13 @@ use crate::store::{ApplyError, OutboxEvent, StoreError};
 const ACK_FLUSH_EVENTS: usize = 1000;
 /// ... or this long after the first of them was acknowledged.
 const ACK_FLUSH_DELAY: Duration = Duration::from_millis(100);
+/// Acknowledged events whose removal failed (disk full, database busy) are tried again after
+/// this long, so they do not sit in the outbox as a phantom backlog until the next connection.
+const REMOVE_RETRY: Duration = Duration::from_secs(1);
+/// A command the store could not take for now (busy, disk full) is tried again after 100 ms,
+/// doubling up to 30 s, before the commands behind it (they may depend on it).
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(30);
 
 pub struct Session<'a> {
     s: &'a MqttSettings,
@@ -36,6 +47,25 @@ pub struct Session<'a> {
     more: bool,
     pub connected_at: Option<Instant>,
     client: Option<AsyncClient>,
+    /// Commands received and not yet acknowledged, in arrival order. At most the receive
+    /// maximum we announce: the broker sends no more until we acknowledge.
+    commands: VecDeque<Publish>,
+    /// The first command failed for a reason that may pass; it is tried again then.
+    retry_at: Option<TokioInstant>,
+    retries: u32,
+    budget: RefusalBudget,
+    /// Signalled when the store changed (new events).
+    changed: std::sync::Arc<tokio::sync::Notify>,
+    /// Filled by the store thread when a removal fails.
+    unremoved: Arc<Mutex<Unremoved>>,
+}
+
+/// Acknowledged ranges the store could not remove yet.
+#[derive(Default)]
+struct Unremoved {
+    ranges: Vec<(i64, i64)>,
+    /// Removal is failing: said once in the log, and once when it works again.
+    failing: bool,
 }
 
 impl<'a> Session<'a> {
@@ -56,6 +86,12 @@ impl<'a> Session<'a> {
             more: true,
             connected_at: None,
             client: None,
+            commands: VecDeque::new(),
+            retry_at: None,
+            retries: 0,
+            budget: RefusalBudget::new(Instant::now()),
+            changed: site.store().changed(),
+            unremoved: Arc::default(),
         }
     }
 
@@ -64,15 +100,20 @@ impl<'a> Session<'a> {
         let (client, eventloop) =
             AsyncClient::new(self.s.options(), super::request_capacity(self.s.inflight));
         self.client = Some(client);
-        let (tx, mut rx) = mpsc::channel(256);
+        // Unbounded so the event loop is polled whatever the session is doing (a bounded
+        // channel stalled it behind a burst of commands, and with it every publish and ack:
+        // the link dropped). Bounded in fact by the protocol: incoming commands by the receive
+        // maximum, acks and outgoing notices by our own publish window.
+        let (tx, mut rx) = mpsc::unbounded_channel();
         let pump = Pump(tokio::spawn(pump(eventloop, tx)));
-        let changed = self.site.store().changed();
+        let changed = self.changed.clone();
         let mut heartbeat = tokio::time::interval(self.s.heartbeat);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut external = tokio::time::interval(EXTERNAL_CHANGE_CHECK);
         external.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let result = loop {
             let ack_deadline = self.ack_deadline;
+            let retry_at = self.retry_at;
             let step = tokio::select! {
                 _ = stop.requested() => {
                     self.goodbye(&pump).await;
@@ -83,9 +124,10 @@ impl<'a> Session<'a> {
                 _ = external.tick() => { self.more = true; Ok(()) }
                 _ = heartbeat.tick(), if self.connected_at.is_some() => self.publish_status().await,
                 _ = sleep_until(ack_deadline), if ack_deadline.is_some() => self.flush_acks(),
+                _ = sleep_until(retry_at), if retry_at.is_some() => { self.retry_at = None; Ok(()) }
             };
             let step = match step {
-                Ok(()) => self.catch_up().await,
+                Ok(()) => self.catch_up(&mut rx).await,
                 failed => failed,
             };
             if let Err(e) = step {
@@ -96,17 +138,58 @@ impl<'a> Session<'a> {
         if let Err(e) = self.flush_acks() {
             tracing::warn!(error = %e, "removing acknowledged events");
         }
+        report_dropped(self.budget.unreported());
         drop(pump);
         result
     }
 
-    /// After each wake: remove a full buffer of acknowledged rows, top up the publish window.
-    async fn catch_up(&mut self) -> Result<(), String> {
+    /// After each wake: remove a full buffer of acknowledged rows, answer the commands that
+    /// are waiting, top up the publish window.
+    async fn catch_up(&mut self, rx: &mut Events) -> Result<(), String> {
         if self.acks.events >= ACK_FLUSH_EVENTS {
             self.flush_acks()?;
         }
+        if self.ack_deadline.is_none() && !self.unremoved_lock().ranges.is_empty() {
+            self.ack_deadline = Some(TokioInstant::now() + REMOVE_RETRY);
+        }
+        self.run_commands(rx).await?;
         if self.connected_at.is_some() && self.more {
             self.fill().await?;
+        }
+        Ok(())
+    }
+
+    /// Handles the waiting commands in order until one must wait for the store.
+    async fn run_commands(&mut self, rx: &mut Events) -> Result<(), String> {
+        while self.retry_at.is_none() {
+            let Some(p) = self.commands.front().cloned() else {
+                return Ok(());
+            };
+            match self.on_command(&p).await? {
+                Handled::Done => {
+                    self.commands.pop_front();
+                    self.retries = 0;
+                    // Events go out between commands, not after the whole queue: a burst of
+                    // commands must not hold back what the site is doing meanwhile. The acks
+                    // that came in meanwhile first, so the publish window is known.
+                    if let Ok(ev) = rx.try_recv() {
+                        self.on_events(Some(ev), rx).await?;
+                    }
+                    if self.store_changed() {
+                        self.more = true;
+                    }
+                    if self.connected_at.is_some() && self.more {
+                        self.fill().await?;
+                    }
+                }
+                Handled::Later(error) => {
+                    self.retries += 1;
+                    let wait = crate::backoff::backoff(self.retries, RETRY_FIRST, RETRY_MAX);
+                    tracing::warn!(error = %error, attempt = self.retries, retry_in_ms = wait.as_millis() as u64,
+                        waiting = self.commands.len(), "a remote command could not be stored now; trying again");
+                    self.retry_at = Some(TokioInstant::now() + wait);
+                }
+            }
         }
         Ok(())
     }
@@ -115,19 +198,35 @@ impl<'a> Session<'a> {
         self.client.as_ref().expect("set in run")
     }
 
+    /// Takes the store's change signal if it is set, without waiting.
+    fn store_changed(&self) -> bool {
+        let notified = self.changed.notified();
+        tokio::pin!(notified);
+        notified
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+            .is_ready()
+    }
+
     /// Handles `first` and whatever else is already waiting (up to a bound), so a burst of
     /// acks costs one pass through the select loop.
     async fn on_events(
         &mut self,
         first: Option<Result<Event, ConnectionError>>,
-        rx: &mut mpsc::Receiver<Result<Event, ConnectionError>>,
+        rx: &mut Events,
     ) -> Result<(), String> {
         let mut next = first;
-        for _ in 0..256 {
+        // Bounded so the select loop gets a turn; an event is taken from the channel only when
+        // it will be handled (taking one and then leaving the loop lost it: every 256th event,
+        // a command never answered or an ack that left its events in the outbox).
+        for handled in 1..=256 {
             match next {
                 Some(Ok(ev)) => self.on_event(ev).await?,
                 Some(Err(e)) => return Err(describe(&e)),
                 None => return Err("the MQTT event loop ended".into()),
+            }
+            if handled == 256 {
+                break;
             }
             match rx.try_recv() {
                 Ok(ev) => next = Some(ev),
@@ -149,7 +248,8 @@ impl<'a> Session<'a> {
                 super::record_state(self.site, "mqtt", "up", "").await;
                 if self.s.command_key.is_some() {
                     self.client()
-                        .try_subscribe(self.s.topics.commands.clone(), QoS::AtLeastOnce)
+                        .subscribe(self.s.topics.commands.clone(), QoS::AtLeastOnce)
+                        .await
                         .map_err(|e| format!("subscribe: {e}"))?;
                 }
                 self.publish_status().await?;
@@ -192,7 +292,7 @@ impl<'a> Session<'a> {
                     }
                 }
             }
-            Event::Incoming(Packet::Publish(p)) => self.on_command(p).await?,
+            Event::Incoming(Packet::Publish(p)) => self.commands.push_back(p),
             Event::Incoming(Packet::Disconnect(d)) => {
                 return Err(format!("the broker disconnected us: {:?}", d.reason_code));
             }
@@ -230,13 +330,16 @@ impl<'a> Session<'a> {
             } else {
                 crate::store::json_array(msg)
             };
+            // Awaited: waits for room in the request channel, which the event loop drains as
+            // the broker acknowledges (the pump polls it meanwhile).
             self.client()
-                .try_publish(
+                .publish(
                     self.s.topics.events.clone(),
                     QoS::AtLeastOnce,
                     false,
                     payload,
                 )
+                .await
                 .map_err(|e| format!("publish: {e}"))?;
             self.tracker.queued(Carried::Events {
                 first,
@@ -247,19 +350,40 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
+    fn unremoved_lock(&self) -> std::sync::MutexGuard<'_, Unremoved> {
+        // Poisoned only if a store closure panicked mid-push; the ranges are still valid.
+        self.unremoved.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn flush_acks(&mut self) -> Result<(), String> {
         self.ack_deadline = None;
-        if self.acks.is_empty() {
+        let mut ranges = self.acks.take();
+        ranges.append(&mut self.unremoved_lock().ranges);
+        if ranges.is_empty() {
             return Ok(());
         }
-        let ranges = self.acks.take();
+        let unremoved = self.unremoved.clone();
         // Not awaited: the fsync would stall publishing. The store runs it before any later
-        // outbox read; if it is lost in a crash the events are sent again, same ids.
+        // outbox read; if it is lost in a crash the events are sent again, same ids. If it
+        // fails, the ranges come back and are tried again (`REMOVE_RETRY`).
         self.site
             .store()
             .enqueue(move |s| {
-                if let Err(e) = s.outbox_remove(&ranges) {
-                    tracing::warn!(error = %e, "removing acknowledged events");
+                let result = s.outbox_remove(&ranges);
+                let mut u = unremoved.lock().unwrap_or_else(|p| p.into_inner());
+                match result {
+                    Ok(_) if u.failing => {
+                        u.failing = false;
+                        tracing::info!("acknowledged events are being removed from the outbox again");
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        if !u.failing {
+                            tracing::warn!(error = %e, "removing acknowledged events failed; trying again every second (they are not sent again)");
+                        }
+                        u.failing = true;
+                        u.ranges.extend(ranges);
+                    }
                 }
             })
             .map_err(|e| e.to_string())
@@ -268,32 +392,38 @@ impl<'a> Session<'a> {
     async fn publish_status(&mut self) -> Result<(), String> {
         let v = status::heartbeat(self.site, &self.s.site, self.started).await?;
         self.publish_other(&self.s.topics.status.clone(), v.to_string(), true)
+            .await
     }
 
-    fn publish_other(&mut self, topic: &str, payload: String, retain: bool) -> Result<(), String> {
+    async fn publish_other(
+        &mut self,
+        topic: &str,
+        payload: String,
+        retain: bool,
+    ) -> Result<(), String> {
         self.client()
-            .try_publish(topic.to_string(), QoS::AtLeastOnce, retain, payload)
+            .publish(topic.to_string(), QoS::AtLeastOnce, retain, payload)
+            .await
             .map_err(|e| format!("publish to {topic}: {e}"))?;
         self.tracker.queued(Carried::Other);
         Ok(())
     }
 
     /// A command: checked, applied (stored in the inbox in the same transaction), answered, and
-    /// only then acknowledged to the broker. A store failure leaves it unacknowledged: the
-    /// broker delivers it again on the next connection.
-    async fn on_command(&mut self, p: Publish) -> Result<(), String> {
+    /// only then acknowledged to the broker. A store failure that may pass leaves it waiting
+    /// (`Later`), unacknowledged, at the head of the queue.
+    async fn on_command(&mut self, p: &Publish) -> Result<Handled, String> {
         if p.topic.as_ref() != self.s.topics.commands.as_bytes() {
             tracing::warn!(topic = %String::from_utf8_lossy(&p.topic), "message on a topic we did not subscribe to; ignored");
-            return self.ack(&p);
+            return self.ack(p).await;
         }
         let Some(key) = self.s.command_key.clone() else {
-            return self.ack(&p);
+            return self.ack(p).await;
         };
-        let now = self
-            .site
-            .read(|_, now| Ok(*now))
-            .await
-            .map_err(|e| e.to_string())?;
+        let now = match self.site.read(|_, now| Ok(*now)).await {
+            Ok(now) => now,
+            Err(e) => return Ok(Handled::Later(format!("reading the clock: {e}"))),
+        };
         let checks = Checks {
             key: key.expose().as_bytes(),
             site: &self.s.site,
@@ -301,31 +431,52 @@ impl<'a> Session<'a> {
             max_age_ms: self.s.command_max_age_ms,
         };
         let reply = match remote::check(&p.payload, &checks, &now) {
+            Err(r) if !r.signed => match self.budget.take(Instant::now()) {
+                Verdict::Answer => {
+                    tracing::warn!(code = r.code, error = %r.message, "unsigned message on the commands topic refused");
+                    Some(remote::reply_error(None, r.code, &r.message))
+                }
+                Verdict::Drop { report } => {
+                    report_dropped(report.unwrap_or(0));
+                    None
+                }
+            },
             Err(r) => {
                 tracing::warn!(id = ?r.id, code = r.code, error = %r.message, "remote command refused");
-                remote::reply_error(r.id.as_deref(), r.code, &r.message)
+                Some(remote::reply_error(r.id.as_deref(), r.code, &r.message))
             }
             Ok(req) => match self.execute(&req.id, req.kind).await {
-                Ok(result) => remote::reply_ok(&req.id, &result),
+                Ok(result) => Some(remote::reply_ok(&req.id, &result)),
                 Err(Executed::Refused(code, message)) => {
                     tracing::info!(id = %req.id, code = %code, error = %message, "remote command refused");
-                    remote::reply_error(Some(&req.id), &code, &message)
+                    Some(remote::reply_error(Some(&req.id), &code, &message))
                 }
-                Err(Executed::Failed(e)) => return Err(e),
+                Err(Executed::Later(e)) => return Ok(Handled::Later(e)),
             },
         };
-        self.publish_other(&self.s.topics.replies.clone(), reply, false)?;
-        self.ack(&p)
+        if let Some(reply) = reply {
+            self.publish_other(&self.s.topics.replies.clone(), reply, false)
+                .await?;
+        }
+        self.ack(p).await
     }
 
-    fn ack(&self, p: &Publish) -> Result<(), String> {
+    async fn ack(&self, p: &Publish) -> Result<Handled, String> {
         self.client()
-            .try_ack(p)
-            .map_err(|e| format!("acknowledging a command: {e}"))
+            .ack(p)
+            .await
+            .map_err(|e| format!("acknowledging a command: {e}"))?;
+        Ok(Handled::Done)
     }
 
     async fn execute(&mut self, id: &str, kind: RequestKind) -> Result<Value, Executed> {
-        let failed = |e: String| Executed::Failed(e);
+        // A read that fails is answered with the error: asking again is the cloud's choice.
+        let read_failed = |e: String| {
+            Executed::Refused(
+                "store-error".into(),
+                format!("the site could not read its state: {e}"),
+            )
+        };
         match kind {
             RequestKind::Apply(cmd) => {
                 match self
@@ -342,9 +493,9 @@ impl<'a> Session<'a> {
                     Err(ApplyError::Rejected(r)) => {
                         Err(Executed::Refused(r.code.as_str().to_string(), r.message))
                     }
-                    // Left unacknowledged: the broker delivers it again once the store is back.
+                    // Left unacknowledged and tried again (`Handled::Later`).
                     Err(ApplyError::Store(e)) if e.is_transient() => {
-                        Err(failed(format!("applying a command: {e}")))
+                        Err(Executed::Later(format!("applying a command: {e}")))
                     }
                     // It would fail the same way on every delivery, blocking the commands
                     // behind it: answered with the error and acknowledged.
@@ -359,7 +510,7 @@ impl<'a> Session<'a> {
             }
             RequestKind::StatusGet => status::heartbeat(self.site, &self.s.site, self.started)
                 .await
-                .map_err(failed),
+                .map_err(read_failed),
             RequestKind::SessionsList(q) => {
                 let limit = q.limit.clamp(1, 1000);
                 self.site
@@ -380,8 +531,8 @@ impl<'a> Session<'a> {
                         Ok(Ok(s.view_sessions(user, !q.all, limit)?.to_json()))
                     })
                     .await
-                    .map_err(|e| failed(e.to_string()))?
-                    .map_err(|e| failed(e.to_string()))?
+                    .map_err(|e| read_failed(e.to_string()))?
+                    .map_err(|e| read_failed(e.to_string()))?
             }
         }
     }
@@ -391,11 +542,19 @@ impl<'a> Session<'a> {
     async fn goodbye(&mut self, pump: &Pump) {
         let _ = self.flush_acks();
         if self.connected_at.is_some() {
-            let _ = self.publish_other(
-                &self.s.topics.status.clone(),
-                status::offline(&self.s.site),
-                true,
-            );
+            // Not awaited: a stop must not wait on a stalled connection.
+            if self
+                .client()
+                .try_publish(
+                    self.s.topics.status.clone(),
+                    QoS::AtLeastOnce,
+                    true,
+                    status::offline(&self.s.site),
+                )
+                .is_ok()
+            {
+                self.tracker.queued(Carried::Other);
+            }
             let _ = self.client().try_disconnect();
             let deadline = TokioInstant::now() + Duration::from_secs(2);
             while !pump.0.is_finished() && TokioInstant::now() < deadline {
@@ -405,9 +564,19 @@ impl<'a> Session<'a> {
     }
 }
 
+type Events = mpsc::UnboundedReceiver<Result<Event, ConnectionError>>;
+
 enum Executed {
     Refused(String, String),
-    Failed(String),
+    /// The store could not take it now: the same command is tried again later.
+    Later(String),
+}
+
+enum Handled {
+    /// Answered (or refused without a reply) and acknowledged.
+    Done,
+    /// Not applied and not acknowledged; why.
+    Later(String),
 }
 
 /// Splits rows into messages of at most `batch` events and `max_bytes` (a single larger event
@@ -447,13 +616,22 @@ impl Drop for Pump {
     }
 }
 
-async fn pump(mut eventloop: EventLoop, tx: mpsc::Sender<Result<Event, ConnectionError>>) {
+async fn pump(mut eventloop: EventLoop, tx: mpsc::UnboundedSender<Result<Event, ConnectionError>>) {
     loop {
         let ev = eventloop.poll().await;
         let failed = ev.is_err();
-        if tx.send(ev).await.is_err() || failed {
+        if tx.send(ev).is_err() || failed {
             return;
         }
+    }
+}
+
+fn report_dropped(dropped: u64) {
+    if dropped > 0 {
+        tracing::warn!(
+            dropped,
+            "unsigned messages on the commands topic refused without a reply (a flood: check who can publish there, docs/mqtt.md)"
+        );
     }
 }
 
