@@ -18,6 +18,7 @@ use crate::secret::Secret;
 use crate::units::{check_rate_limit, Bytes, Span};
 
 mod radius;
+pub use radius::error_span as radius_error_span;
 mod uplink;
 pub use radius::{check_secret, ClientNetwork, NasKind, RadiusClientConfig, RadiusConfig};
 pub use uplink::{BrokerUrl, HttpUplinkConfig, MqttConfig, UplinkConfig, SYSTEM_CA_BUNDLE};
@@ -611,7 +612,9 @@ fn check(c: &Config) -> Result<Vec<String>, (std::ops::Range<usize>, String)> {
     }
     match (&c.radius, c.router.kind) {
         (Some(r), _kind) => {
-            warnings.extend(radius::check_radius(r.get_ref()).map_err(|e| (r.span(), e))?);
+            warnings.extend(
+                radius::check_radius(r.get_ref()).map_err(|e| (radius::error_span(r, &e), e))?,
+            );
             #[cfg(not(feature = "radius"))]
             return Err((
                 r.span(),
@@ -856,9 +859,32 @@ time = "1h"
         assert_eq!(r.auth_listen.port(), 1812);
         // The secret file is not read at load (daemon::settings tests it).
         assert!(parse(&radius("testing123\n", ""), "c.toml").is_ok());
+        let text = radius("k3J9-vq2L-x8Pz-0aTm\n", "disconnect-tries = 0");
+        let line = 1 + text
+            .lines()
+            .position(|l| l == "disconnect-tries = 0")
+            .unwrap();
+        let e = err(&text);
         assert!(
-            err(&radius("k3J9-vq2L-x8Pz-0aTm\n", "disconnect-tries = 0"))
-                .contains("disconnect-tries")
+            e.starts_with(&format!("c.toml:{line}:1: [radius] disconnect-tries")),
+            "at the key: {e}"
+        );
+        // An error about the second client points at the second client.
+        let text = format!(
+            "{}[[radius.clients]]\naddress = \"10.6.0.0/16\"\nsecret-file = \"{}\"\nkind = \"coova\"\ndisconnect-port = 0\n",
+            radius("k3J9-vq2L-x8Pz-0aTm\n", ""),
+            secret.display()
+        );
+        let line = 1 + text
+            .lines()
+            .position(|l| l.contains("10.6.0.0/16"))
+            .unwrap();
+        let e = err(&text);
+        assert!(
+            e.starts_with(&format!(
+                "c.toml:{line}:11: [[radius.clients]] 2 (10.6.0.0/16): disconnect-port"
+            )),
+            "{e}"
         );
         let text = format!("{GOOD}\n[router]\nkind = \"radius\"\n");
         assert!(

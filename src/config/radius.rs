@@ -177,6 +177,26 @@ pub fn check_secret(secret: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Where an error about `[radius]` is in the file: the N-th client's `address` for
+/// `[[radius.clients]] N ...`; for `[radius] key ...` nothing, so that the key is found by name
+/// in the text (`config::Loaded::locate`); else the section.
+pub fn error_span(r: &Spanned<RadiusConfig>, message: &str) -> std::ops::Range<usize> {
+    if let Some(rest) = message.strip_prefix("[[radius.clients]] ") {
+        let client = rest
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse::<usize>().ok())
+            .and_then(|n| r.get_ref().clients.get(n.checked_sub(1)?));
+        if let Some(c) = client {
+            return c.address.span();
+        }
+    }
+    if message.starts_with("[radius] ") {
+        return 0..0;
+    }
+    r.span()
+}
+
 pub(super) fn check_radius(r: &RadiusConfig) -> Result<Vec<String>, String> {
     let mut warnings = Vec::new();
     if r.clients.is_empty() {

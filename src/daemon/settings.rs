@@ -81,7 +81,7 @@ impl Settings {
                     config.router.kind != RouterKind::Routeros,
                 )
                 .map_err(|message| SettingsError {
-                    span: Some(r.span()),
+                    span: Some(crate::config::radius_error_span(r, &message)),
                     message,
                 })?,
             )),
@@ -180,14 +180,25 @@ id = "test-site"
     fn radius_secrets_are_read_and_checked() {
         let dir = tempfile::tempdir().unwrap();
         let secret = dir.path().join("secret");
+        let good = dir.path().join("good");
+        std::fs::write(&good, "x7Hq-2mPw-9LzK-4vRt\n").unwrap();
+        // The bad secret is the second client's: the error points at that client.
         let text = format!(
-            "{GOOD}\n[radius]\n[[radius.clients]]\naddress = \"10.5.0.0/16\"\nsecret-file = \"{}\"\nkind = \"coova\"\n",
+            "{GOOD}\n[radius]\n[[radius.clients]]\naddress = \"10.6.0.0/16\"\nsecret-file = \"{}\"\nkind = \"mikrotik\"\n[[radius.clients]]\naddress = \"10.5.0.0/16\"\nsecret-file = \"{}\"\nkind = \"coova\"\n",
+            good.display(),
             secret.display()
         );
+        let line = 1 + text
+            .lines()
+            .position(|l| l.contains("10.5.0.0/16"))
+            .unwrap();
         std::fs::write(&secret, "testing123\n").unwrap();
         let e = err(&text);
         assert!(e.contains("well-known default"), "{e}");
-        assert!(e.starts_with("c.toml:5:1: "), "{e}");
+        assert!(
+            e.starts_with(&format!("c.toml:{line}:11: [[radius.clients]] 2 ")),
+            "{e}"
+        );
         std::fs::write(&secret, "short-one\n").unwrap();
         assert!(err(&text).contains("at least 16"));
         std::fs::remove_file(&secret).unwrap();
@@ -198,7 +209,7 @@ id = "test-site"
         );
         std::fs::write(&secret, "k3J9-vq2L-x8Pz-0aTm\n").unwrap();
         let s = Settings::resolve(parse(&text, "c.toml").unwrap().config).unwrap();
-        assert_eq!(s.radius.unwrap().clients.len(), 1);
+        assert_eq!(s.radius.unwrap().clients.len(), 2);
     }
 
     #[test]

@@ -30,6 +30,11 @@ const ACK_FLUSH_DELAY: Duration = Duration::from_millis(100);
 /// Acknowledged events whose removal failed (disk full, database busy) are tried again after
 /// this long, so they do not sit in the outbox as a phantom backlog until the next connection.
 const REMOVE_RETRY: Duration = Duration::from_secs(1);
+/// Commands held in memory at most, by count and by payload bytes. A broker that keeps to our
+/// Receive Maximum never sends more than 16; one that does not (mosquitto 2.0.11 was seen
+/// sending thousands) gets the excess back after a reconnection, unacknowledged (`shed`).
+const HELD_MAX: usize = 10_000;
+const HELD_BYTES_MAX: usize = 4 << 20;
 /// A command the store could not take for now (busy, disk full) is tried again after 100 ms,
 /// doubling up to 30 s, before the commands behind it (they may depend on it).
 const RETRY_FIRST: Duration = Duration::from_millis(100);
@@ -53,6 +58,11 @@ pub struct Session<'a> {
     /// The first command failed for a reason that may pass; it is tried again then.
     retry_at: Option<TokioInstant>,
     retries: u32,
+    /// Payload bytes in `commands`.
+    held_bytes: usize,
+    /// Commands dropped unacknowledged because too many were held: the broker sends them again
+    /// on the next connection, which this session asks for once the held ones are done.
+    shed: usize,
     budget: RefusalBudget,
     /// Signalled when the store changed (new events).
     changed: std::sync::Arc<tokio::sync::Notify>,
@@ -89,6 +99,8 @@ impl<'a> Session<'a> {
             commands: VecDeque::new(),
             retry_at: None,
             retries: 0,
+            held_bytes: 0,
+            shed: 0,
             budget: RefusalBudget::new(Instant::now()),
             changed: site.store().changed(),
             unremoved: Arc::default(),
@@ -163,11 +175,20 @@ impl<'a> Session<'a> {
     async fn run_commands(&mut self, rx: &mut Events) -> Result<(), String> {
         while self.retry_at.is_none() {
             let Some(p) = self.commands.front().cloned() else {
+                if self.shed > 0 {
+                    return Err(format!(
+                        "the broker sent {} commands more than we can hold ({HELD_MAX} or {} MiB; we announce a Receive Maximum of {}); reconnecting so that it sends them again",
+                        self.shed,
+                        HELD_BYTES_MAX >> 20,
+                        super::RECEIVE_MAXIMUM
+                    ));
+                }
                 return Ok(());
             };
             match self.on_command(&p).await? {
                 Handled::Done => {
                     self.commands.pop_front();
+                    self.held_bytes -= p.payload.len();
                     self.retries = 0;
                     // Events go out between commands, not after the whole queue: a burst of
                     // commands must not hold back what the site is doing meanwhile. The acks
@@ -292,7 +313,16 @@ impl<'a> Session<'a> {
                     }
                 }
             }
-            Event::Incoming(Packet::Publish(p)) => self.commands.push_back(p),
+            Event::Incoming(Packet::Publish(p)) => {
+                if self.commands.len() >= HELD_MAX
+                    || self.held_bytes + p.payload.len() > HELD_BYTES_MAX
+                {
+                    self.shed += 1;
+                } else {
+                    self.held_bytes += p.payload.len();
+                    self.commands.push_back(p);
+                }
+            }
             Event::Incoming(Packet::Disconnect(d)) => {
                 return Err(format!("the broker disconnected us: {:?}", d.reason_code));
             }
