@@ -243,6 +243,21 @@ impl TimePolicy {
         (now, s, changed)
     }
 
+    /// An operator's word that the wall clock is right now: the high-water mark comes down to
+    /// it. For a clock once stepped forward by mistake and then corrected: without this the
+    /// site stays untrusted (command age checks off, events marked untrusted) until the wall
+    /// clock passes the wrong mark, possibly a year later. Returns the old mark.
+    pub fn reset_high_water(&self, s: &mut ClockState, wall_ms: i64) -> Result<i64, String> {
+        if wall_ms < self.build_ms {
+            return Err(format!(
+                "the wall clock ({}) is before this build ({}): set it first (NTP), then reset",
+                rfc3339(wall_ms),
+                rfc3339(self.build_ms)
+            ));
+        }
+        Ok(std::mem::replace(&mut s.hwm_wall_ms, wall_ms))
+    }
+
     /// Records `now` as the latest checkpoint (done inside every write transaction, and by the
     /// daemon every `clock-checkpoint`).
     pub fn checkpoint(&self, s: &mut ClockState, now: &Now) {
@@ -425,6 +440,34 @@ mod tests {
         let (n2, _, _) = p.observe(Some(s), &c.read());
         assert_eq!(n2.timeline_ms, n1.timeline_ms);
         assert!(n2.trusted);
+    }
+
+    #[test]
+    fn a_high_water_mark_left_by_a_wrong_forward_step_can_be_reset() {
+        let c = FakeClock::new(NOW);
+        let p = policy();
+        let (_, s, _) = p.observe(None, &c.read());
+        // Stepped a year ahead (trusted: it is after the mark), then corrected.
+        c.set_wall(NOW + 365 * 24 * HOUR);
+        let (n, mut s, _) = p.observe(Some(s), &c.read());
+        p.checkpoint(&mut s, &n);
+        c.set_wall(NOW + HOUR);
+        let (n, mut s, _) = p.observe(Some(s), &c.read());
+        assert!(!n.trusted, "behind the mark: untrusted for a year");
+        let timeline = n.timeline_ms;
+        assert_eq!(
+            p.reset_high_water(&mut s, n.wall_ms),
+            Ok(NOW + 365 * 24 * HOUR)
+        );
+        let (n, s, _) = p.observe(Some(s), &c.read());
+        assert!(n.trusted);
+        assert_eq!(n.timeline_ms, timeline, "the timeline does not move");
+        assert_eq!(s.hwm_wall_ms, NOW + HOUR);
+        // A wall clock before the build is never made trusted this way.
+        let mut s2 = s.clone();
+        let e = p.reset_high_water(&mut s2, BUILD - 1).unwrap_err();
+        assert!(e.contains("before this build"), "{e}");
+        assert_eq!(s2, s, "nothing changed");
     }
 
     #[test]

@@ -600,3 +600,62 @@ fn a_second_daemon_on_the_same_database_is_refused() {
     let _ = third.kill();
     let _ = third.wait();
 }
+
+/// Set the high-water mark a year ahead, as a clock once stepped forward by mistake (and then
+/// corrected) leaves it.
+fn set_high_water_a_year_ahead(db: &Path) {
+    let c = rusqlite::Connection::open(db).unwrap();
+    let text: String = c
+        .query_row("SELECT value FROM meta WHERE key = 'clock'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let mut v: Value = serde_json::from_str(&text).unwrap();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    v["hwm-wall-ms"] = serde_json::json!(now_ms + 365 * 86_400_000);
+    c.execute(
+        "UPDATE meta SET value = ?1 WHERE key = 'clock'",
+        [v.to_string()],
+    )
+    .unwrap();
+}
+
+/// A wrong high-water mark (a year ahead) leaves the site untrusted; `status` says why and what
+/// to do, `clock reset-high-water` brings the mark down to the wall clock (with an event for
+/// the cloud), and the site is trusted again. Before, nothing could reset it.
+#[test]
+fn a_wrong_clock_high_water_mark_can_be_reset() {
+    let env = env_with(PLANS);
+    cash_sale(&env.config);
+    set_high_water_a_year_ahead(&env.db);
+    let st = json(&env.config, &["status"]);
+    assert_eq!(st["clock"]["trusted"], false, "{st}");
+    let text = stdout(&run(&env.config, &["status"]));
+    assert!(
+        text.contains("behind the high-water mark") && text.contains("clock reset-high-water"),
+        "{text}"
+    );
+    let r = json(&env.config, &["clock", "reset-high-water"]);
+    assert_eq!(r["was-trusted"], false, "{r}");
+    assert_eq!(
+        r["to"],
+        json(&env.config, &["status"])["clock"]["high-water"]
+    );
+    let st = json(&env.config, &["status"]);
+    assert_eq!(st["clock"]["trusted"], true, "{st}");
+    let events = rusqlite::Connection::open(&env.db)
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM outbox WHERE type = 'clock.high-water-reset'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap();
+    assert_eq!(events, 1);
+    // Repeating it is harmless: the clock was trusted already.
+    let again = json(&env.config, &["clock", "reset-high-water"]);
+    assert_eq!(again["was-trusted"], true, "{again}");
+}

@@ -1377,3 +1377,40 @@ async fn commands_queued_behind_a_store_wait_are_all_applied_once() {
     assert_eq!(ids, expected, "in order");
     r.stop().await;
 }
+
+/// The signed `clock.reset-high-water` brings a wrong high-water mark (a year ahead) down to the
+/// site's wall clock: the site is trusted again and the reply says from and to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_command_resets_a_wrong_clock_high_water_mark() {
+    let (_broker, w, r) = commands_rig().await;
+    let db = rusqlite::Connection::open(r.dir.path().join("h.db")).unwrap();
+    let text: String = db
+        .query_row("SELECT value FROM meta WHERE key = 'clock'", [], |x| {
+            x.get(0)
+        })
+        .unwrap();
+    let mut v: Value = serde_json::from_str(&text).unwrap();
+    let ahead = v["hwm-wall-ms"].as_i64().unwrap() + 365 * 86_400_000;
+    v["hwm-wall-ms"] = json!(ahead);
+    db.execute(
+        "UPDATE meta SET value = ?1 WHERE key = 'clock'",
+        [v.to_string()],
+    )
+    .unwrap();
+    assert_eq!(r.status().await["clock"]["trusted"], false);
+    w.publish(
+        &topic("commands"),
+        signed("clock.reset-high-water", json!({}), "cmd-clock-1"),
+    )
+    .await;
+    until("a reply", 10, || async { !replies(&w).is_empty() }).await;
+    let rs = replies(&w);
+    assert_eq!(rs[0]["ok"], true, "{rs:?}");
+    assert_eq!(
+        rs[0]["result"]["from"],
+        hotspot_edge::clock::rfc3339(ahead),
+        "{rs:?}"
+    );
+    assert_eq!(r.status().await["clock"]["trusted"], true);
+    r.stop().await;
+}

@@ -51,6 +51,9 @@ pub enum Cmd {
     /// Router operations waiting or failed.
     #[command(subcommand)]
     Jobs(JobsCmd),
+    /// The site's notion of time (docs/time.md).
+    #[command(subcommand)]
+    Clock(ClockCmd),
     /// A self-contained demo against the bundled RouterOS simulator: sell, log in, expire, report.
     #[cfg(feature = "demo")]
     Demo(DemoArgs),
@@ -95,6 +98,14 @@ pub struct SignArgs {
     /// RFC 3339 (default: now).
     #[arg(long, value_name = "TIME")]
     pub issued_at: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClockCmd {
+    /// Trust the wall clock as it is now: bring the high-water mark down to it. For a clock
+    /// once set ahead by mistake and then corrected, which otherwise leaves the site untrusted
+    /// until the clock passes the wrong mark. Check the time first (`date`).
+    ResetHighWater,
 }
 
 #[derive(Debug, Subcommand)]

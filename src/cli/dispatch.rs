@@ -169,6 +169,19 @@ impl<W: Write> Ctx<'_, W> {
                 let t = self.store.view_jobs(&now, state.as_deref(), *limit)?;
                 self.print_table(t)
             }
+            Cmd::Clock(ClockCmd::ResetHighWater) => {
+                match self.store.reset_clock_high_water(self.clock, "cli")? {
+                    Ok(r) => {
+                        let v = serde_json::to_value(&r).unwrap_or_default();
+                        let text = format!(
+                            "clock trusted from {} (high-water mark was {})",
+                            r.to, r.from
+                        );
+                        self.print_result(&v, &text)
+                    }
+                    Err(why) => Err(CliError::Refused(why)),
+                }
+            }
             Cmd::Jobs(JobsCmd::Retry { id }) => {
                 let n = self.store.retry_jobs(self.clock, *id)?;
                 if *id.as_ref().unwrap_or(&0) != 0 && n == 0 {

@@ -110,9 +110,18 @@ pub(super) fn render_status(v: &Value) -> String {
         "clock           {} ({})\n",
         txt(g("/clock/now")),
         if g("/clock/trusted") == json!(true) {
-            "trusted"
+            "trusted".to_string()
+        } else if g("/clock/high-water")
+            .as_str()
+            .is_some_and(|hwm| hwm > txt(g("/clock/now")).as_str())
+        {
+            // RFC 3339 UTC strings of one format compare as times.
+            format!(
+                "NOT trusted: behind the high-water mark {}; waiting for NTP, or, if the clock is right now, `hotspot-edge clock reset-high-water` (docs/time.md)",
+                txt(g("/clock/high-water"))
+            )
         } else {
-            "NOT trusted: waiting for NTP"
+            "NOT trusted: waiting for NTP".to_string()
         }
     ));
     s.push_str(&format!(

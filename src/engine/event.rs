@@ -110,6 +110,14 @@ pub enum Event {
         first_seq: i64,
         last_seq: i64,
     },
+    /// An operator said the wall clock is right (`clock reset-high-water`): the high-water mark
+    /// came down from `from` to `to`, and wall time is trusted again from `to`.
+    #[serde(rename = "clock.high-water-reset", rename_all = "kebab-case")]
+    ClockHighWaterReset {
+        from: String,
+        to: String,
+        by: String,
+    },
 }
 
 impl Event {

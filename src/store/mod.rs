@@ -84,6 +84,17 @@ impl StoreError {
     }
 }
 
+/// What `reset_clock_high_water` did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct HighWaterReset {
+    /// The old and new high-water marks (RFC 3339).
+    pub from: String,
+    pub to: String,
+    /// The wall clock was trusted already (the mark was not ahead of it).
+    pub was_trusted: bool,
+}
+
 /// Why a command was not applied.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -378,6 +389,48 @@ impl Store {
         Self::save_clock_state(&tx, &s)?;
         tx.commit()?;
         Ok(now)
+    }
+
+    /// `clock reset-high-water` (CLI, signed command): trusts the wall clock as it is now,
+    /// bringing the high-water mark down to it, with a `clock.high-water-reset` event, in one
+    /// transaction. `Ok(Err)` says why it was refused (nothing changed).
+    pub fn reset_clock_high_water(
+        &mut self,
+        clock: &dyn Clock,
+        by: &str,
+    ) -> Result<Result<HighWaterReset, String>, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let state = Self::clock_state(&tx)?;
+        let (now, mut s, _) = self.policy.observe(state, &clock.read());
+        let old = match self.policy.reset_high_water(&mut s, now.wall_ms) {
+            Ok(old) => old,
+            Err(why) => return Ok(Err(why)),
+        };
+        let now = Now {
+            trusted: true,
+            ..now
+        };
+        self.policy.checkpoint(&mut s, &now);
+        Self::save_clock_state(&tx, &s)?;
+        let reset = HighWaterReset {
+            from: crate::clock::rfc3339(old),
+            to: crate::clock::rfc3339(now.wall_ms),
+            was_trusted: old <= now.wall_ms,
+        };
+        let outcome = crate::engine::Outcome {
+            result: serde_json::Value::Null,
+            events: vec![crate::engine::Event::ClockHighWaterReset {
+                from: reset.from.clone(),
+                to: reset.to.clone(),
+                by: by.to_string(),
+            }],
+            jobs: vec![],
+        };
+        apply::write_events(&tx, &self.instance, &outcome, &now)?;
+        tx.commit()?;
+        Ok(Ok(reset))
     }
 
     /// Saves the clock only if it must be (a reboot or a catch-up was detected).

@@ -481,6 +481,8 @@ impl Store {
                 "now": rfc3339(now.wall_ms),
                 "trusted": now.trusted,
                 "timeline-ms": now.timeline_ms,
+                "high-water": Self::clock_state(&self.conn)?
+                    .map(|c| rfc3339(c.hwm_wall_ms)),
             },
             "users": users,
             "active-sessions": count("SELECT count(*) FROM sessions WHERE ended_at IS NULL")?,

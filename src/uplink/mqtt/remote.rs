@@ -26,6 +26,9 @@ pub enum RequestKind {
     /// Reads state: answered from the store, changes nothing.
     StatusGet,
     SessionsList(SessionsQuery),
+    /// Trust the site's wall clock as it is now (docs/time.md); not an engine command: it
+    /// changes the clock state, with an event. Repeating it is harmless.
+    ClockResetHighWater,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Default)]
@@ -120,6 +123,7 @@ pub const TYPES: &[&str] = &[
     "voucher.redeem",
     "status.get",
     "sessions.list",
+    "clock.reset-high-water",
 ];
 
 pub fn sign(key: &[u8], body: &str) -> String {
@@ -235,6 +239,16 @@ pub fn check(payload: &[u8], c: &Checks<'_>, now: &Now) -> Result<Request, Refus
         "status.get" => match &args {
             Value::Object(m) if m.is_empty() => RequestKind::StatusGet,
             _ => return Err(Refusal::new(id, "bad-args", "status.get takes no args")),
+        },
+        "clock.reset-high-water" => match &args {
+            Value::Object(m) if m.is_empty() => RequestKind::ClockResetHighWater,
+            _ => {
+                return Err(Refusal::new(
+                    id,
+                    "bad-args",
+                    "clock.reset-high-water takes no args",
+                ))
+            }
         },
         "sessions.list" => RequestKind::SessionsList(
             serde_json::from_value(args)

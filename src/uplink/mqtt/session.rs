@@ -538,6 +538,29 @@ impl<'a> Session<'a> {
                     }
                 }
             }
+            RequestKind::ClockResetHighWater => {
+                let clock = self.site.clock().clone();
+                let by = format!("mqtt {id}");
+                match self
+                    .site
+                    .store()
+                    .run(move |s| s.reset_clock_high_water(clock.as_ref(), &by))
+                    .await
+                {
+                    Ok(Ok(r)) => {
+                        tracing::warn!(from = %r.from, to = %r.to, "clock high-water mark reset by a remote command");
+                        Ok(serde_json::to_value(&r).unwrap_or_default())
+                    }
+                    Ok(Err(why)) => Err(Executed::Refused("clock-untrusted".into(), why)),
+                    Err(e) if e.is_transient() => {
+                        Err(Executed::Later(format!("resetting the clock: {e}")))
+                    }
+                    Err(e) => Err(Executed::Refused(
+                        "store-error".into(),
+                        format!("the site could not store this: {e}"),
+                    )),
+                }
+            }
             RequestKind::StatusGet => status::heartbeat(self.site, &self.s.site, self.started)
                 .await
                 .map_err(read_failed),
