@@ -659,3 +659,121 @@ fn a_wrong_clock_high_water_mark_can_be_reset() {
     let again = json(&env.config, &["clock", "reset-high-water"]);
     assert_eq!(again["was-trusted"], true, "{again}");
 }
+
+/// A command that writes checks the database first and refuses a damaged one (exit 74, nothing
+/// written), as the daemon does at start. Before, the CLI wrote into a database the daemon then
+/// refused to open. Reads still work as far as the damage allows.
+#[test]
+fn a_writing_command_refuses_a_damaged_database() {
+    let env = env_with(PLANS);
+    cash_sale(&env.config);
+    let (root, page_size): (i64, i64) = {
+        let c = rusqlite::Connection::open(&env.db).unwrap();
+        let root = c
+            .query_row(
+                "SELECT rootpage FROM sqlite_master WHERE name = 'sessions_mac'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let size = c.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
+        (root, size)
+    };
+    // An index page with a b-tree page type that does not exist: page-level damage.
+    let mut bytes = std::fs::read(&env.db).unwrap();
+    let at = ((root - 1) * page_size) as usize;
+    bytes[at] = 0x07;
+    std::fs::write(&env.db, &bytes).unwrap();
+    let o = run(
+        &env.config,
+        &[
+            "payments",
+            "record",
+            "--provider",
+            "cash",
+            "--reference",
+            "C2",
+            "--plan",
+            "1h",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(74), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("the database is damaged"),
+        "{}",
+        stderr(&o)
+    );
+    // Nothing written: the damaged page and the rest of the file are as they were.
+    assert_eq!(std::fs::read(&env.db).unwrap(), bytes);
+    let st = json(&env.config, &["status"]);
+    assert_eq!(st["payments"], 1, "{st}");
+}
+
+/// On a full disk (a 2 MiB tmpfs, filled, in a mount namespace of the test's own) the commands
+/// that only read still answer, from the database file as it is, with a warning; a command that
+/// writes fails with exit 74 and changes nothing. Before, every command failed with "disk I/O
+/// error" (the write-ahead log could not be created). Needs `unshare` (util-linux) and either
+/// root or unprivileged user namespaces; CI runs it as root.
+#[test]
+fn reads_still_answer_on_a_full_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = dir.path().join("full");
+    std::fs::create_dir(&full).unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[site]\nid = \"full\"\n[store]\npath = \"{}\"\n{PLANS}",
+            full.join("h.db").display()
+        ),
+    )
+    .unwrap();
+    let script = format!(
+        r#"set -e
+mount -t tmpfs -o size=2m tmpfs "{full}"
+"{bin}" -c "{cfg}" payments record --provider cash --reference C1 --plan 1h >/dev/null
+dd if=/dev/zero of="{full}/fill" bs=4k 2>/dev/null || true
+set +e
+"{bin}" -c "{cfg}" --json status >"{out}/status.json" 2>"{out}/status.err"; echo $? >"{out}/status.rc"
+"{bin}" -c "{cfg}" payments record --provider cash --reference C2 --plan 1h >/dev/null 2>"{out}/write.err"; echo $? >"{out}/write.rc"
+"{bin}" -c "{cfg}" --json status >"{out}/after.json" 2>/dev/null
+"#,
+        full = full.display(),
+        bin = BIN,
+        cfg = config.display(),
+        out = dir.path().display()
+    );
+    let o = Command::new("unshare")
+        .args(["-rm", "sh", "-c", &script])
+        .output()
+        .expect("unshare (util-linux)");
+    if !o.status.success() && std::env::var_os("CI").is_none() && !is_root() {
+        eprintln!(
+            "skipped: no mount namespace here ({}); CI runs it as root",
+            String::from_utf8_lossy(&o.stderr).trim()
+        );
+        return;
+    }
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+    assert_eq!(read("status.rc").trim(), "0", "{}", read("status.err"));
+    assert!(
+        read("status.err").contains("read without the write-ahead log"),
+        "{}",
+        read("status.err")
+    );
+    let st: Value = serde_json::from_str(&read("status.json")).unwrap();
+    assert_eq!(st["payments"], 1, "{st}");
+    assert_eq!(read("write.rc").trim(), "74", "{}", read("write.err"));
+    let after: Value = serde_json::from_str(&read("after.json")).unwrap();
+    assert_eq!(after["payments"], 1, "nothing was written: {after}");
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}

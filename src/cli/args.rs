@@ -65,6 +65,30 @@ pub enum Cmd {
     RouterosScript(RouterosScriptArgs),
 }
 
+impl Cmd {
+    /// Changes the database: such a command first checks it (`PRAGMA quick_check`) and refuses
+    /// a damaged one, as the daemon does at start. Reads skip the check (it reads every page).
+    pub fn writes(&self) -> bool {
+        match self {
+            Cmd::Vouchers(v) => !matches!(v, VouchersCmd::List { .. }),
+            Cmd::Payments(p) => matches!(p, PaymentsCmd::Record { .. }),
+            Cmd::Users(u) => !matches!(u, UsersCmd::List { .. } | UsersCmd::Show { .. }),
+            Cmd::Jobs(j) => matches!(j, JobsCmd::Retry { .. }),
+            Cmd::Clock(_) => true,
+            Cmd::Run
+            | Cmd::CheckConfig
+            | Cmd::Status
+            | Cmd::Plans(_)
+            | Cmd::Sessions(_)
+            | Cmd::Outbox(_)
+            | Cmd::SignCommand(_)
+            | Cmd::RouterosScript(_) => false,
+            #[cfg(feature = "demo")]
+            Cmd::Demo(_) => false,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct RouterosScriptArgs {
     /// The daemon's address as the router sees it: the only address allowed to use the API.

@@ -27,6 +27,7 @@ use sign::sign_command;
 use crate::app;
 use crate::clock::SystemClock;
 use crate::config;
+use crate::store::{ApplyError, Store};
 
 /// Parses `args` and runs; returns the process exit code.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
@@ -92,8 +93,22 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
         return run_daemon(s);
     }
     let clock = SystemClock;
-    let mut store = match app::open_store(&config, &clock, false) {
+    let mut store = match app::open_store(&config, &clock, cli.command.writes()) {
         Ok(s) => s,
+        Err(ApplyError::Store(e)) if !cli.command.writes() && e.is_unwritable_open() => {
+            // A full disk must not blind the operator: read the file as it is.
+            match Store::open_snapshot(&config.store.path, app::open_options(&config, false).policy)
+            {
+                Ok(s) => {
+                    eprintln!("warning: {e}; read without the write-ahead log (free some space: the latest changes of a running daemon may be missing)");
+                    s
+                }
+                Err(_) => {
+                    eprintln!("error: {e}");
+                    return EXIT_STORE;
+                }
+            }
+        }
         Err(e) => {
             eprintln!("error: {e}");
             return EXIT_STORE;

@@ -65,6 +65,14 @@ impl StoreError {
     /// another process, the disk full or failing, the store thread stopping. A constraint that
     /// fails, a value the store cannot hold, a damaged or foreign file fail the same way every
     /// time: a command that meets one is answered with the error, not retried forever.
+    /// The database could not be opened because nothing can be written (disk full, or an I/O
+    /// error creating the WAL): reading a snapshot may still work.
+    pub fn is_unwritable_open(&self) -> bool {
+        use rusqlite::ErrorCode as C;
+        matches!(self, StoreError::Open { source: rusqlite::Error::SqliteFailure(f, _), .. }
+            if matches!(f.code, C::DiskFull | C::SystemIoFailure | C::CannotOpen | C::ReadOnly))
+    }
+
     pub fn is_transient(&self) -> bool {
         use rusqlite::ErrorCode as C;
         match self {
@@ -169,6 +177,63 @@ impl Store {
             source,
         })?;
         Self::init(conn, path, opts)
+    }
+
+    /// The database file as it is, read-only and without its write-ahead log (SQLite's
+    /// `immutable=1`): for reading when the normal open fails because nothing can be written
+    /// (a full disk: the WAL and its index cannot be created). Complete only when no WAL holds
+    /// newer pages, i.e. no daemon is writing; callers say so.
+    pub fn open_snapshot(path: &Path, policy: TimePolicy) -> Result<Store, StoreError> {
+        let shown = path.display().to_string();
+        let mut uri = String::from("file:");
+        for c in path.to_string_lossy().chars() {
+            match c {
+                '%' => uri.push_str("%25"),
+                '?' => uri.push_str("%3f"),
+                '#' => uri.push_str("%23"),
+                c => uri.push(c),
+            }
+        }
+        uri.push_str("?immutable=1");
+        let open_err = |source| StoreError::Open {
+            path: shown.clone(),
+            source,
+        };
+        let conn = Connection::open_with_flags(
+            &uri,
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_URI
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(open_err)?;
+        let (app_id, version): (i32, i64) = conn
+            .query_row(
+                "SELECT (SELECT application_id FROM pragma_application_id),
+                        (SELECT user_version FROM pragma_user_version)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(open_err)?;
+        if app_id != schema::APPLICATION_ID {
+            return Err(StoreError::Foreign { path: shown });
+        }
+        if version != schema::latest_version() {
+            return Err(StoreError::Data(format!(
+                "{shown}: schema version {version}, this build reads {}: it cannot be migrated read-only",
+                schema::latest_version()
+            )));
+        }
+        let instance: String = conn
+            .query_row("SELECT value FROM meta WHERE key = 'instance'", [], |r| {
+                r.get(0)
+            })
+            .map_err(open_err)?;
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+            policy,
+            instance,
+        })
     }
 
     /// An in-memory database, for tests of the engine through the real schema.
