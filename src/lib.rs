@@ -12,6 +12,12 @@
 //! 6. `engine`: pure decisions
 //! 7. `clock`, `domain`, `tls`: time, the business's words, TLS for every client we run
 //! 8. `backoff`, `secret`, `shutdown`, `units`: small tools with no knowledge of the rest
+//!
+//! Numbers from outside (config, CLI, MQTT, RADIUS, router counters, the database) are never
+//! converted with an `as` that can wrap or lose a sign: `try_from` with a decision, or
+//! `units::non_negative` / `units::sql_count`. Clippy holds the library to it.
+
+#![warn(clippy::cast_possible_wrap, clippy::cast_sign_loss)]
 
 pub mod app;
 pub mod backoff;

@@ -19,7 +19,7 @@ impl Span {
     }
     /// As a `Duration` (a negative span is zero).
     pub fn duration(self) -> std::time::Duration {
-        std::time::Duration::from_millis(self.0.max(0) as u64)
+        std::time::Duration::from_millis(non_negative(self.0))
     }
 }
 
@@ -41,6 +41,17 @@ pub const SPAN_MAX_MS: i64 = 36_500 * 86_400_000;
 /// Parses `1w2d3h4m5s`, `30d`, `250ms`. A bare number is refused: "30" could be seconds or days.
 /// Parts below a millisecond (`us`, as RouterOS prints them) must be 0: the timeline counts
 /// milliseconds, and `1us` meant 0 ms.
+/// A difference or count that cannot be below zero where it is used (a deadline already
+/// passed, rows counted): negatives are 0. The checked form of `v.max(0) as u64`.
+pub fn non_negative(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// A length or count as SQLite's integer; saturates (no count here gets near `i64::MAX`).
+pub fn sql_count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 pub fn parse_span(text: &str) -> Result<Span, String> {
     let t = text.trim();
     if t.is_empty() {
@@ -176,9 +187,13 @@ pub fn parse_bytes(text: &str) -> Result<Bytes, String> {
     if !(v.is_finite() && (1.0..9.0e18).contains(&v)) {
         return Err(format!("bad size {text:?}: out of range"));
     }
+    // In range and finite (checked above): the float-to-integer cast cannot wrap.
+    #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
     Ok(Bytes(v.round() as u64))
 }
 
+// `v` is a u64 divided by a positive step: non-negative, and rounding it back cannot wrap.
+#[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
 pub fn format_bytes(b: u64) -> String {
     const STEPS: [(&str, f64); 4] = [("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)];
     for (u, m) in STEPS {

@@ -351,7 +351,11 @@ async fn deadline_loop(
             settled(site);
         }
         last_due = None;
-        let until_deadline = next.map(|t| Duration::from_millis((t - now.timeline_ms) as u64));
+        let until_deadline = next.map(|t| {
+            Duration::from_millis(crate::units::non_negative(
+                t.saturating_sub(now.timeline_ms),
+            ))
+        });
         let sleep = until_deadline
             .unwrap_or(EXTERNAL_CHANGE_CHECK)
             .min(EXTERNAL_CHANGE_CHECK);

@@ -43,8 +43,12 @@ impl<L: NasLink> Enforcer<L> {
                 }
             };
             let wait = if jobs.is_empty() {
-                next.map(|t| Duration::from_millis((t - now.timeline_ms).clamp(0, 1000) as u64))
-                    .unwrap_or(Duration::from_secs(1))
+                next.map(|t| {
+                    Duration::from_millis(crate::units::non_negative(
+                        t.saturating_sub(now.timeline_ms).min(1000),
+                    ))
+                })
+                .unwrap_or(Duration::from_secs(1))
             } else {
                 match self.link.get().await {
                     Ok(nas) => {

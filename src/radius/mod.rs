@@ -72,8 +72,11 @@ impl RadiusSettings {
         Ok(RadiusSettings {
             auth_listen: r.auth_listen,
             accounting_listen: r.accounting_listen,
-            interim_interval_s: (r.acct_interim_interval.ms() / 1000).clamp(60, u32::MAX as i64)
-                as u32,
+            interim_interval_s: u32::try_from(crate::units::non_negative(
+                r.acct_interim_interval.ms() / 1000,
+            ))
+            .unwrap_or(u32::MAX)
+            .max(60),
             disconnect_timeout: r.disconnect_timeout.duration(),
             disconnect_tries: r.disconnect_tries,
             clients,

@@ -95,7 +95,11 @@ pub fn decide(
             },
         };
     }
-    let secs = |ms: i64| ((ms.max(0) as u64).div_ceil(1000)).clamp(1, u32::MAX as u64) as u32;
+    let secs = |ms: i64| {
+        u32::try_from(crate::units::non_negative(ms).div_ceil(1000))
+            .unwrap_or(u32::MAX)
+            .max(1)
+    };
     Answer::Accept(Accept {
         session_timeout: secs(v.user.time_left_ms),
         idle_timeout: v

@@ -161,7 +161,7 @@ pub(super) fn write_events(
     )?;
     let mut seqs = Vec::with_capacity(outcome.events.len());
     for (i, e) in outcome.events.iter().enumerate() {
-        let seq = last + 1 + i as i64;
+        let seq = last + 1 + crate::units::sql_count(i);
         let (ty, payload) = e.split();
         stmt.execute(params![
             seq,

@@ -111,12 +111,12 @@ pub(crate) fn grant_row(r: &Row<'_>) -> rusqlite::Result<Grant> {
         source: r.get(3)?,
         validity: validity(r.get(4)?)?,
         time_ms: r.get(5)?,
-        data_bytes: r.get::<_, Option<i64>>(6)?.map(|v| v as u64),
+        data_bytes: r.get::<_, Option<u64>>(6)?,
         state: GrantState::parse(&state).ok_or_else(|| bad("grant state", &state))?,
         started_at: r.get(8)?,
         meter_since: r.get(9)?,
         used_ms: r.get(10)?,
-        bytes_used: r.get::<_, i64>(11)? as u64,
+        bytes_used: r.get::<_, u64>(11)?,
         deadline: r.get(12)?,
         ended_at: r.get(13)?,
         end_reason: r.get(14)?,
@@ -151,8 +151,8 @@ fn session_row(r: &Row<'_>) -> rusqlite::Result<Session> {
         ip: r.get(4)?,
         started_at: r.get(5)?,
         ended_at: r.get(6)?,
-        bytes_in: r.get::<_, i64>(7)? as u64,
-        bytes_out: r.get::<_, i64>(8)? as u64,
+        bytes_in: r.get::<_, u64>(7)?,
+        bytes_out: r.get::<_, u64>(8)?,
         end_reason: r.get(9)?,
     })
 }
@@ -166,11 +166,11 @@ pub(crate) fn plan_row(r: &Row<'_>) -> rusqlite::Result<StoredPlan> {
         plan: Plan {
             id: plan_id(r.get(0)?)?,
             name: r.get(1)?,
-            price: r.get::<_, i64>(2)? as u64,
+            price: r.get::<_, u64>(2)?,
             currency: Currency::parse(&currency).map_err(|_| bad("currency", &currency))?,
             time: Span(r.get(4)?),
             validity: validity(r.get(5)?)?,
-            data: r.get::<_, Option<i64>>(6)?.map(|v| Bytes(v as u64)),
+            data: r.get::<_, Option<u64>>(6)?.map(Bytes),
             rate_limit: r.get(7)?,
             devices: r.get(8)?,
             idle_timeout: r.get::<_, Option<i64>>(11)?.map(Span),
@@ -204,11 +204,11 @@ impl Ledger for TxLedger<'_> {
             params![
                 p.id.as_str(),
                 p.name,
-                p.price as i64,
+                p.price,
                 p.currency.as_str(),
                 p.time.ms(),
                 p.validity.as_str(),
-                p.data.map(|d| d.0 as i64),
+                p.data.map(|d| d.0),
                 p.rate_limit,
                 p.devices,
                 source,
@@ -246,7 +246,7 @@ impl Ledger for TxLedger<'_> {
                 p.provider,
                 p.reference,
                 p.phone,
-                p.amount as i64,
+                p.amount,
                 p.currency,
                 p.plan_id.as_str(),
                 p.user_id,
@@ -335,7 +335,7 @@ impl Ledger for TxLedger<'_> {
                 g.source,
                 g.validity.as_str(),
                 g.time_ms,
-                g.data_bytes.map(|d| d as i64),
+                g.data_bytes,
                 now
             ],
         )
@@ -352,7 +352,7 @@ impl Ledger for TxLedger<'_> {
                 g.started_at,
                 g.meter_since,
                 g.used_ms,
-                g.bytes_used as i64,
+                g.bytes_used,
                 g.deadline,
                 g.ended_at,
                 g.end_reason
@@ -459,13 +459,7 @@ impl Ledger for TxLedger<'_> {
         self.exec(
             "UPDATE sessions SET ended_at = ?2, bytes_in = ?3, bytes_out = ?4, end_reason = ?5
              WHERE id = ?1",
-            params![
-                s.id,
-                s.ended_at,
-                s.bytes_in as i64,
-                s.bytes_out as i64,
-                s.end_reason
-            ],
+            params![s.id, s.ended_at, s.bytes_in, s.bytes_out, s.end_reason],
         )?;
         Ok(())
     }

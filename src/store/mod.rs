@@ -356,7 +356,13 @@ impl Store {
                 return Ok(());
             }
             let next = version + 1;
-            let sql = schema::MIGRATIONS[version as usize];
+            // A negative user_version (set by hand or damage) is not one of ours.
+            let Some(sql) = usize::try_from(version)
+                .ok()
+                .and_then(|v| schema::MIGRATIONS.get(v))
+            else {
+                return Err(StoreError::Foreign { path: shown });
+            };
             tx.execute_batch(sql)
                 .and_then(|_| {
                     tx.execute_batch(&format!(

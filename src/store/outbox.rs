@@ -112,10 +112,10 @@ impl Store {
         let depth: i64 = self
             .conn
             .query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))?;
-        if depth as u64 <= max_events {
+        if crate::units::non_negative(depth) <= max_events {
             return Ok(None);
         }
-        let excess = depth - (max_events * 9 / 10) as i64;
+        let excess = depth - i64::try_from(max_events / 10 * 9).unwrap_or(i64::MAX);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -134,7 +134,7 @@ impl Store {
             params![excess],
         )?;
         let event = crate::engine::Event::OutboxDropped {
-            count: dropped as u64,
+            count: crate::units::non_negative(dropped),
             first_seq: first,
             last_seq: last,
         };

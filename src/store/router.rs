@@ -98,7 +98,7 @@ impl Store {
         )?;
         let mut others = 0;
         let rows = stmt
-            .query_map(params![now_timeline, limit as i64], |r| {
+            .query_map(params![now_timeline, crate::units::sql_count(limit)], |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
                     r.get::<_, String>(1)?,

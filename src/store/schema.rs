@@ -169,5 +169,5 @@ CREATE INDEX sessions_mac ON sessions (mac, id);
 ];
 
 pub fn latest_version() -> i64 {
-    MIGRATIONS.len() as i64
+    crate::units::sql_count(MIGRATIONS.len())
 }

@@ -50,7 +50,7 @@ pub(super) fn lim(n: usize) -> i64 {
     if n == 0 {
         -1
     } else {
-        n as i64
+        crate::units::sql_count(n)
     }
 }
 

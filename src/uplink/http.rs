@@ -129,7 +129,7 @@ pub async fn run(
 
 /// POSTs the oldest batch; returns how many events left the outbox.
 async fn post_once(s: &HttpSettings, site: &Site) -> Result<usize, String> {
-    let (site_id, limit) = (s.site.clone(), s.batch as i64);
+    let (site_id, limit) = (s.site.clone(), crate::units::sql_count(s.batch));
     let rows = site
         .store()
         .run(move |st| st.outbox_after(&site_id, 0, limit))

@@ -663,7 +663,9 @@ impl Model {
                 .copied()
                 .unwrap_or_default();
             (
-                u.num("uptime-ms") as i64 + up,
+                i64::try_from(u.num("uptime-ms"))
+                    .unwrap_or(i64::MAX)
+                    .saturating_add(up),
                 u.num("bytes-in") + bi,
                 u.num("bytes-out") + bo,
             )
@@ -725,7 +727,7 @@ impl Model {
 
     /// A user's cumulative uptime (ms) and bytes, closed sessions plus the active ones.
     fn user_totals(&self, u: &Row) -> (i64, u64, u64) {
-        let mut up = u.num("uptime-ms") as i64;
+        let mut up = i64::try_from(u.num("uptime-ms")).unwrap_or(i64::MAX);
         let (mut bi, mut bo) = (u.num("bytes-in"), u.num("bytes-out"));
         let name = u.get("name").unwrap_or("");
         for a in self
@@ -950,7 +952,7 @@ impl Model {
                     let cur = u.num(k);
                     u.fields.insert(k.into(), (cur + v).to_string());
                 };
-                add(u, "uptime-ms", up.max(0) as u64);
+                add(u, "uptime-ms", crate::units::non_negative(up));
                 add(u, "bytes-in", a.num("bytes-in"));
                 add(u, "bytes-out", a.num("bytes-out"));
             }
@@ -1163,7 +1165,9 @@ impl Model {
                 let Some(u) = self.users.by("name", name) else {
                     return false;
                 };
-                let up = u.num("uptime-ms") as i64 + up;
+                let up = i64::try_from(u.num("uptime-ms"))
+                    .unwrap_or(i64::MAX)
+                    .saturating_add(*up);
                 let bytes = u.num("bytes-in") + bi + u.num("bytes-out") + bo;
                 u.get("limit-uptime")
                     .and_then(parse_dur)

@@ -126,7 +126,10 @@ impl MqttSettings {
             batch: m.batch.max(1),
             batch_bytes: m.batch_bytes.0 as usize,
             inflight: m.inflight.max(1),
-            session_expiry_s: (m.session_expiry.ms() / 1000).clamp(0, u32::MAX as i64) as u32,
+            session_expiry_s: u32::try_from(crate::units::non_negative(
+                m.session_expiry.ms() / 1000,
+            ))
+            .unwrap_or(u32::MAX),
         })
     }
 

@@ -349,7 +349,7 @@ impl<'a> Session<'a> {
         let rows = self
             .site
             .store()
-            .run(move |s| s.outbox_after(&site, after, limit as i64))
+            .run(move |s| s.outbox_after(&site, after, crate::units::sql_count(limit)))
             .await
             .map_err(|e| format!("reading the outbox: {e}"))?;
         self.more = rows.len() == limit;
@@ -706,7 +706,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, n)| OutboxEvent {
-                seq: i as i64 + 1,
+                seq: crate::units::sql_count(i) + 1,
                 json: "x".repeat(*n),
             })
             .collect()

@@ -118,7 +118,7 @@ mod tests {
         Carried::Events {
             first,
             last,
-            count: (last - first + 1) as usize,
+            count: usize::try_from(last - first + 1).unwrap(),
         }
     }
 
