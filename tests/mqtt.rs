@@ -504,6 +504,36 @@ async fn commands_rig() -> (Broker, Watcher, Rig) {
     (broker, w, r)
 }
 
+/// As `commands_rig`, with the broker logging connections (`connections` counts the daemon's),
+/// the cloud listening on `topics`, and `store` lines in the daemon's `[store]`.
+async fn logged_rig(topics: &[&str], store: &str) -> (Broker, Watcher, Rig) {
+    let broker = Broker::start(BrokerOptions {
+        global_extra: "allow_anonymous true\nlog_type notice\n".into(),
+        ..BrokerOptions::default()
+    });
+    let topics: Vec<String> = topics.iter().map(|t| topic(t)).collect();
+    let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let w = Watcher::start(broker.port, "cloud", &topics).await;
+    let r = rig_with_store(
+        &format!("mqtt://127.0.0.1:{}", broker.port),
+        "",
+        false,
+        store,
+    )
+    .await;
+    until("the daemon subscribed", 10, || async {
+        r.status().await["uplink"]["state"] == "up"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    (broker, w, r)
+}
+
+/// How many times the daemon connected, from the broker's log (`logged_rig`).
+fn connections(broker: &Broker) -> usize {
+    broker.log().matches(&format!(" as {SITE} (")).count()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_are_applied_once_and_bad_ones_change_nothing() {
     let (_broker, w, r) = commands_rig().await;
@@ -991,18 +1021,7 @@ async fn a_command_the_store_refuses_for_good_is_answered_and_blocks_nothing() {
 /// flapped with growing backoff. Figures: `hotspot-edge-bench mqtt-burst` (docs/benchmarks.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_commands_keeps_the_link_up_and_events_flowing() {
-    let broker = Broker::start(BrokerOptions {
-        // Connections are logged at notice level: the link's drops are counted there.
-        global_extra: "allow_anonymous true\nlog_type notice\n".into(),
-        ..BrokerOptions::default()
-    });
-    let w = Watcher::start(broker.port, "cloud", &[&topic("replies"), &topic("events")]).await;
-    let r = rig(&format!("mqtt://127.0.0.1:{}", broker.port), "", false).await;
-    until("the daemon subscribed", 10, || async {
-        r.status().await["uplink"]["state"] == "up"
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (broker, w, r) = logged_rig(&["replies", "events"], "").await;
     let up_since = r.status().await["uplink"]["since"].clone();
 
     let (junk, valid) = (5000usize, 1000usize);
@@ -1110,11 +1129,11 @@ async fn a_burst_of_commands_keeps_the_link_up_and_events_flowing() {
     );
 
     // The link never dropped: one connection at the broker, the same `since`.
-    let log = broker.log();
-    let connections = log.matches(&format!(" as {SITE} (")).count();
     assert_eq!(
-        connections, 1,
-        "the daemon reconnected during the burst:\n{log}"
+        connections(&broker),
+        1,
+        "the daemon reconnected during the burst:\n{}",
+        broker.log()
     );
     assert_eq!(st["uplink"]["state"], "up", "{st}");
     assert_eq!(st["uplink"]["since"], up_since, "{st}");
@@ -1174,23 +1193,7 @@ async fn a_burst_of_commands_keeps_the_link_up_and_events_flowing() {
 /// store error dropped the connection and the broker redelivered after the reconnect backoff.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_the_store_cannot_take_now_is_retried_while_the_link_stays_up() {
-    let broker = Broker::start(BrokerOptions {
-        global_extra: "allow_anonymous true\nlog_type notice\n".into(),
-        ..BrokerOptions::default()
-    });
-    let w = Watcher::start(broker.port, "cloud", &[&topic("replies"), &topic("status")]).await;
-    let r = rig_with_store(
-        &format!("mqtt://127.0.0.1:{}", broker.port),
-        "",
-        false,
-        "busy-timeout = \"20ms\"",
-    )
-    .await;
-    until("the daemon subscribed", 10, || async {
-        r.status().await["uplink"]["state"] == "up"
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (broker, w, r) = logged_rig(&["replies", "status"], "busy-timeout = \"20ms\"").await;
 
     // The write lock, held by another connection as a CLI command would.
     let holder = rusqlite::Connection::open(r.dir.path().join("h.db")).unwrap();
@@ -1227,12 +1230,7 @@ async fn a_command_the_store_cannot_take_now_is_retried_while_the_link_stays_up(
     let st = r.status().await;
     assert_eq!(st["payments"], 2, "{st}");
     assert_eq!(st["uplink"]["state"], "up", "{st}");
-    let log = broker.log();
-    assert_eq!(
-        log.matches(&format!(" as {SITE} (")).count(),
-        1,
-        "the daemon reconnected:\n{log}"
-    );
+    assert_eq!(connections(&broker), 1, "reconnected:\n{}", broker.log());
     r.stop().await;
 }
 
@@ -1309,23 +1307,7 @@ async fn a_mebibyte_command_is_answered_too_large() {
 /// connection), so this checks the queue, not the shedding.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_queued_behind_a_store_wait_are_all_applied_once() {
-    let broker = Broker::start(BrokerOptions {
-        global_extra: "allow_anonymous true\nlog_type notice\n".into(),
-        ..BrokerOptions::default()
-    });
-    let w = Watcher::start(broker.port, "cloud", &[&topic("replies")]).await;
-    let r = rig_with_store(
-        &format!("mqtt://127.0.0.1:{}", broker.port),
-        "",
-        false,
-        "busy-timeout = \"20ms\"",
-    )
-    .await;
-    until("the daemon subscribed", 10, || async {
-        r.status().await["uplink"]["state"] == "up"
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (broker, w, r) = logged_rig(&["replies"], "busy-timeout = \"20ms\"").await;
     let holder = rusqlite::Connection::open(r.dir.path().join("h.db")).unwrap();
     holder.execute_batch("BEGIN IMMEDIATE").unwrap();
     let pay = |n: usize| {

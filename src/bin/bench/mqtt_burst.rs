@@ -36,35 +36,6 @@ struct Outcome {
     rss_peak_kib: u64,
 }
 
-fn mosquitto(dir: &Path, port: u16) -> Killed {
-    let conf = dir.join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 1000000\nlog_dest stderr\nlog_type notice\n"
-        ),
-    )
-    .expect("mosquitto.conf");
-    let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .expect("mosquitto is not installed (apt-get install mosquitto)");
-    let log = std::fs::File::create(dir.join("mosquitto.log")).expect("mosquitto.log");
-    let child = Proc::new(bin)
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start mosquitto");
-    let end = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < end, "mosquitto did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Killed::new(child)
-}
-
 /// The cloud: every message on events and replies with its arrival (wall ms).
 type Got = Arc<Mutex<Vec<(String, String, i64)>>>;
 
@@ -127,8 +98,10 @@ fn signed(n: usize) -> String {
 fn scenario(dir: &Path, name: &str, valid: usize, junk: usize) -> Outcome {
     let d = dir.join(name);
     std::fs::create_dir_all(&d).expect("dir");
-    let port = super::mqtt_drain::free_port();
-    let _broker = mosquitto(&d, port);
+    let (_broker, port) = super::mqtt_drain::mosquitto_with(
+        &d,
+        "max_queued_messages 1000000\nlog_dest stderr\nlog_type notice\n",
+    );
     let (got, _cloud) = cloud(port);
     std::fs::write(d.join("command.key"), KEY).expect("key");
     let db = d.join("h.db");

@@ -14,7 +14,7 @@ use rumqttc::v5::mqttbytes::v5::Packet;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 
-pub(super) fn free_port() -> u16 {
+fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
@@ -23,11 +23,17 @@ pub(super) fn free_port() -> u16 {
 }
 
 pub(super) fn mosquitto(dir: &Path) -> (Killed, u16) {
+    mosquitto_with(dir, "max_inflight_messages 0\nlog_dest none\n")
+}
+
+/// A local mosquitto with `extra` config lines; its stderr (the log, with `log_dest stderr`)
+/// goes to `dir/mosquitto.log`.
+pub(super) fn mosquitto_with(dir: &Path, extra: &str) -> (Killed, u16) {
     let port = free_port();
     let conf = dir.join("mosquitto.conf");
     std::fs::write(
         &conf,
-        format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages 0\nlog_dest none\n"),
+        format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{extra}"),
     )
     .expect("mosquitto.conf");
     let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
@@ -38,7 +44,7 @@ pub(super) fn mosquitto(dir: &Path) -> (Killed, u16) {
         .arg("-c")
         .arg(&conf)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("mosquitto.log")).expect("mosquitto.log"))
         .spawn()
         .expect("start mosquitto");
     let end = Instant::now() + Duration::from_secs(10);
