@@ -529,6 +529,28 @@ async fn logged_rig(topics: &[&str], store: &str) -> (Broker, Watcher, Rig) {
     (broker, w, r)
 }
 
+/// `mosquitto_pub -l` (Debian package mosquitto-clients) publishing `lines` on the commands
+/// topic at QoS 1 as fast as the broker takes them: a burst.
+fn flood(broker: &Broker, r: &Rig, lines: &[String]) -> std::process::Command {
+    let file = r.dir.path().join("flood.txt");
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let mut c = std::process::Command::new("mosquitto_pub");
+    c.args([
+        "-V",
+        "mqttv5",
+        "-q",
+        "1",
+        "-h",
+        "127.0.0.1",
+        "-i",
+        "flood",
+        "-l",
+    ])
+    .args(["-p", &broker.port.to_string(), "-t", &topic("commands")])
+    .stdin(std::fs::File::open(&file).unwrap());
+    c
+}
+
 /// How many times the daemon connected, from the broker's log (`logged_rig`).
 fn connections(broker: &Broker) -> usize {
     broker.log().matches(&format!(" as {SITE} (")).count()
@@ -1042,18 +1064,7 @@ async fn a_burst_of_commands_keeps_the_link_up_and_events_flowing() {
             });
         }
     }
-    let file = r.dir.path().join("burst.txt");
-    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
-    let publisher = std::process::Command::new("mosquitto_pub")
-        .args(["-V", "mqttv5", "-q", "1", "-h", "127.0.0.1", "-i", "flood"])
-        .args([
-            "-p",
-            &broker.port.to_string(),
-            "-t",
-            &topic("commands"),
-            "-l",
-        ])
-        .stdin(std::fs::File::open(&file).unwrap())
+    let publisher = flood(&broker, &r, &lines)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("mosquitto_pub (Debian package mosquitto-clients)");
@@ -1320,18 +1331,7 @@ async fn commands_queued_behind_a_store_wait_are_all_applied_once() {
     let mut lines = vec![pay(0)];
     lines.extend((0..80).map(|i| format!("{i:x<61440}")));
     lines.extend((1..=10).map(pay));
-    let file = r.dir.path().join("flood.txt");
-    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
-    let out = std::process::Command::new("mosquitto_pub")
-        .args(["-V", "mqttv5", "-q", "1", "-h", "127.0.0.1", "-i", "flood"])
-        .args([
-            "-p",
-            &broker.port.to_string(),
-            "-t",
-            &topic("commands"),
-            "-l",
-        ])
-        .stdin(std::fs::File::open(&file).unwrap())
+    let out = flood(&broker, &r, &lines)
         .output()
         .expect("mosquitto_pub (Debian package mosquitto-clients)");
     assert!(
