@@ -8,7 +8,6 @@ use hotspot_edge::clock::{parse_rfc3339, rfc3339, Now};
 use hotspot_edge::engine::Command;
 use hotspot_edge::units::{parse_bytes, parse_span, SPAN_MAX_MS};
 use hotspot_edge::uplink::mqtt::remote::{self, Checks, RequestKind};
-use serde_json::json;
 
 /// xorshift64*: small, fast, and the same sequence on every machine.
 struct Rng(u64);
@@ -157,7 +156,7 @@ fn opennds_counters_are_exact_saturated_or_refused() {
             r.digits(25)
         };
         let unit = if r.below(2) == 0 { 1000 } else { 1024 };
-        let text = json!({"clients": {"aa:bb:cc:dd:ee:01": {
+        let text = serde_json::json!({"clients": {"aa:bb:cc:dd:ee:01": {
             "mac": "aa:bb:cc:dd:ee:01", "ip": "10.0.0.2", "token": "t", "state": "Authenticated",
             "upload_this_session": up, "download_this_session": "7"}}})
         .to_string();
