@@ -32,6 +32,17 @@ impl Rng {
             .map(|_| char::from(b'0' + self.below(10) as u8))
             .collect()
     }
+    /// A byte counter as a NAS might print it: mostly up to 25 digits (past u64::MAX), one in
+    /// four a short run of signs, dots, spaces and letters.
+    fn counter_text(&mut self) -> String {
+        if self.below(4) == 0 {
+            let len = 1 + self.below(8);
+            self.text("0123456789-+. xe", len)
+        } else {
+            self.digits(25)
+        }
+    }
+
     /// A string of `len` characters drawn from `alphabet`.
     fn text(&mut self, alphabet: &str, len: u64) -> String {
         let a: Vec<char> = alphabet.chars().collect();
@@ -149,12 +160,7 @@ fn opennds_counters_are_exact_saturated_or_refused() {
     use hotspot_edge::opennds::ndsctl::parse_clients;
     let mut r = Rng(0x5EED_0004);
     for _ in 0..10_000 {
-        let up = if r.below(4) == 0 {
-            let len = 1 + r.below(6);
-            r.text("0123456789-+. x", len)
-        } else {
-            r.digits(25)
-        };
+        let up = r.counter_text();
         let unit = if r.below(2) == 0 { 1000 } else { 1024 };
         let text = serde_json::json!({"clients": {"aa:bb:cc:dd:ee:01": {
             "mac": "aa:bb:cc:dd:ee:01", "ip": "10.0.0.2", "token": "t", "state": "Authenticated",
@@ -181,12 +187,7 @@ fn routeros_counters_are_exact_or_zero() {
     use hotspot_edge::routeros::backend::active_session;
     let mut r = Rng(0x5EED_0005);
     for _ in 0..10_000 {
-        let v = if r.below(4) == 0 {
-            let len = 1 + r.below(8);
-            r.text("0123456789-+. xe", len)
-        } else {
-            r.digits(25)
-        };
+        let v = r.counter_text();
         let row: hotspot_edge::routeros::client::Row = [
             (".id", "*1"),
             ("user", "u1"),

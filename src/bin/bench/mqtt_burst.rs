@@ -15,8 +15,6 @@ use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 use serde_json::{json, Value};
 
-use super::Killed;
-
 const KEY: &str = "bench-command-key-0123456789";
 
 fn wall_ms() -> i64 {
@@ -115,17 +113,7 @@ fn scenario(dir: &Path, name: &str, valid: usize, junk: usize) -> Outcome {
         ),
     )
     .expect("config");
-    let bin = std::env::current_exe()
-        .expect("exe")
-        .with_file_name("hotspot-edge");
-    let daemon = Killed::new(
-        Proc::new(&bin)
-            .args(["run", "-c"])
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e} (cargo build --release)", bin.display())),
-    );
+    let daemon = super::spawn_daemon(None, None, &cfg, &d.join("daemon.log"));
     let pid = daemon.0.id().to_string();
     let end = Instant::now() + Duration::from_secs(30);
     loop {

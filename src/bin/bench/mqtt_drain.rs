@@ -116,19 +116,9 @@ fn daemon(dir: &Path, db: &Path, port: u16, batch: usize, events: usize) -> (f64
         ),
     )
     .expect("config");
-    let bin = std::env::current_exe()
-        .expect("exe")
-        .with_file_name("hotspot-edge");
     let watch = rusqlite::Connection::open(db).expect("watch connection");
     let started = Instant::now();
-    let child = Killed::new(
-        Proc::new(&bin)
-            .args(["run", "-c"])
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e} (cargo build --release)", bin.display())),
-    );
+    let child = super::spawn_daemon(None, None, &cfg, &dir.join(format!("drain-{batch}.log")));
     let pid = child.0.id().to_string();
     let mut peak = 0;
     // The drain is timed from the connection (written by the daemon on CONNACK), so the

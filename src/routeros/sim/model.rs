@@ -726,6 +726,8 @@ impl Model {
     }
 
     /// A user's cumulative uptime (ms) and bytes, closed sessions plus the active ones.
+    /// (Saturating only so that a client writing absurd values cannot crash the simulator; it
+    /// models no RouterOS behaviour, and no real counter gets near `i64::MAX` ms.)
     fn user_totals(&self, u: &Row) -> (i64, u64, u64) {
         let mut up = i64::try_from(u.num("uptime-ms")).unwrap_or(i64::MAX);
         let (mut bi, mut bo) = (u.num("bytes-in"), u.num("bytes-out"));

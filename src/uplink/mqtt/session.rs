@@ -2,7 +2,7 @@
 //! was unacknowledged is still in the outbox and is read again from there, never from memory.
 
 use std::collections::VecDeque;
-use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -64,8 +64,12 @@ pub struct Session<'a> {
     /// on the next connection, which this session asks for once the held ones are done.
     shed: usize,
     budget: RefusalBudget,
-    /// Signalled when the store changed (new events).
-    changed: std::sync::Arc<tokio::sync::Notify>,
+    /// Signalled when the store changed (new events): wakes the select loop.
+    changed: Arc<tokio::sync::Notify>,
+    /// The store's count of changing calls, and the value last seen: read between commands,
+    /// where the loop is not waiting on `changed`.
+    writes: Arc<AtomicU32>,
+    seen_writes: u32,
     /// Filled by the store thread when a removal fails.
     unremoved: Arc<Mutex<Unremoved>>,
 }
@@ -103,6 +107,8 @@ impl<'a> Session<'a> {
             shed: 0,
             budget: RefusalBudget::new(Instant::now()),
             changed: site.store().changed(),
+            writes: site.store().writes(),
+            seen_writes: 0,
             unremoved: Arc::default(),
         }
     }
@@ -219,14 +225,10 @@ impl<'a> Session<'a> {
         self.client.as_ref().expect("set in run")
     }
 
-    /// Takes the store's change signal if it is set, without waiting.
-    fn store_changed(&self) -> bool {
-        let notified = self.changed.notified();
-        tokio::pin!(notified);
-        notified
-            .as_mut()
-            .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
-            .is_ready()
+    /// Whether the store changed since the last look (this process's writes).
+    fn store_changed(&mut self) -> bool {
+        let now = self.writes.load(Ordering::Acquire);
+        std::mem::replace(&mut self.seen_writes, now) != now
     }
 
     /// Handles `first` and whatever else is already waiting (up to a bound), so a burst of
